@@ -1,0 +1,61 @@
+# paperzoo: the developer commands. CI runs the same ones (.ci/run).
+#   make test                       create .venv if missing, install everything editable, test every package
+#   make test PKG=dckd              ... only shared's install + that package's tests
+#   make reproduce                  `paperzoo reproduce --all --preset smoke`
+#   make reproduce PKG=dckd PRESET=mini
+#   make lint                       ruff, import-linter contracts, workflow schema, layout checks
+#   make bench PKG=dynamic_llava    the package's CPU benchmark (benchmarks/<pkg>_*.py)
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := $(patsubst packages/%/pyproject.toml,%,$(wildcard packages/*/pyproject.toml))
+PKG ?=
+PRESET ?= smoke
+ARGS ?=
+STAMP := $(VENV)/.paperzoo-installed
+
+.PHONY: install test reproduce lint fmt bench report clean-venv
+
+# The stamp depends on every pyproject.toml, so a second `make test` installs nothing
+# and a changed or new package reinstalls.
+$(STAMP): pyproject.toml shared/pyproject.toml $(wildcard packages/*/pyproject.toml)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet --group dev -e "shared[test]" $(foreach p,$(PACKAGES),-e "packages/$(p)[test]")
+	@touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python tools/run_tests.py $(if $(PKG),$(PKG),shared $(PACKAGES)) $(if $(ARGS),-- $(ARGS))
+
+reproduce: $(STAMP)
+ifeq ($(PKG),)
+	$(BIN)/paperzoo reproduce --all --preset $(PRESET)
+else
+	$(BIN)/paperzoo reproduce $(PKG) --preset $(PRESET)
+endif
+
+report: $(STAMP)
+	$(BIN)/paperzoo report
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python tools/check_layout.py
+	$(BIN)/lint-imports
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/paperzoo report --check
+
+fmt: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	@test -n "$(PKG)" || { echo "usage: make bench PKG=<package>"; exit 2; }
+	for script in benchmarks/$(PKG)_*.py; do $(BIN)/python $$script $(ARGS) || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,139 @@
+"""``paperzoo``: list the installed papers, reproduce their tables, regenerate REPRODUCTION.md.
+
+paperzoo list
+paperzoo reproduce <paper> [--preset smoke|mini|full] [--table ID] [--seeds 0,1,2] [--out DIR] [--set k=v]
+paperzoo reproduce --all --preset smoke
+paperzoo report [--root DIR] [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from paperzoo_shared import __version__
+from paperzoo_shared.config import ConfigError
+from paperzoo_shared.registry import PRESETS, RegistryError, discover_papers, get_paper
+from paperzoo_shared.repro import TablesError, load_tables, parse_seeds, render_report, run_reproduction
+
+NO_PAPERS = (
+    "No paper packages are installed yet, so there is nothing to run. "
+    "Install one (see README.md), e.g. `pip install -e packages/<paper>`."
+)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paperzoo",
+        description="Reproduce the headline tables of the papers in paperzoo.",
+    )
+    parser.add_argument("--version", action="version", version=f"paperzoo-shared {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    commands.add_parser("list", help="list the installed papers, their tables and presets")
+
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="run a paper's table(s) at a preset and write results JSON + markdown",
+        description="Run a paper's table(s) at a preset. Results go to packages/<paper>/results/<preset>/ "
+        "in a source checkout (else ./paperzoo-results/<paper>/<preset>/). A rerun resumes: finished "
+        "(row, seed) results are kept in <table>.partial.jsonl.",
+    )
+    reproduce.add_argument("paper", nargs="?", help="paper name (see `paperzoo list`)")
+    reproduce.add_argument("--all", action="store_true", help="every installed paper")
+    reproduce.add_argument("--preset", default="smoke", help=f"one of {', '.join(PRESETS)} (default: smoke)")
+    reproduce.add_argument("--table", help="one table id (default: every table that runs at the preset)")
+    reproduce.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the table's)")
+    reproduce.add_argument("--out", type=Path, help="output folder for <table>.json and <table>.md")
+    reproduce.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted config override, repeatable, e.g. --set train.lr=1e-4",
+    )
+
+    report = commands.add_parser("report", help="regenerate REPRODUCTION.md from the committed results")
+    report.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: .)")
+    report.add_argument("--check", action="store_true", help="exit 1 if REPRODUCTION.md is out of date")
+    return parser
+
+
+def _cmd_list() -> int:
+    papers = discover_papers()
+    if not papers:
+        print(NO_PAPERS)
+        return 0
+    for name, paper in papers.items():
+        print(f"{name}  ({paper.distribution} {paper.version})  {paper.title}")
+        try:
+            tables = load_tables(paper.data_root() / "paper" / "tables.yaml")
+        except (RegistryError, TablesError) as error:
+            print(f"    tables: unavailable ({error})")
+            continue
+        for table in tables.tables:
+            print(f"    --table {table.id:<16} presets: {', '.join(table.presets):<18} {table.title}")
+    return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    if args.all == bool(args.paper):
+        raise RegistryError("give either a paper name or --all")
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    if args.all:
+        papers = list(discover_papers().values())
+        if not papers:
+            print(NO_PAPERS)
+            return 0
+    else:
+        papers = [get_paper(args.paper)]
+    for paper in papers:
+        for json_path, markdown in run_reproduction(
+            paper,
+            preset=args.preset,
+            table_id=args.table,
+            seeds=seeds,
+            out_dir=args.out,
+            overrides=args.overrides,
+        ):
+            print(markdown)
+            print(f"-> {json_path}\n")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    target = args.root / "REPRODUCTION.md"
+    text = render_report(discover_papers())
+    if args.check:
+        current = target.read_text() if target.is_file() else ""
+        if current != text:
+            print(f"{target} is out of date; run `paperzoo report` and commit it.", file=sys.stderr)
+            return 1
+        print(f"{target} is up to date.")
+        return 0
+    target.write_text(text)
+    print(f"wrote {target}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "reproduce":
+            return _cmd_reproduce(args)
+        return _cmd_report(args)
+    except (RegistryError, TablesError, ConfigError, ValueError, FileNotFoundError) as error:
+        if os.environ.get("PAPERZOO_DEBUG"):
+            raise
+        print(f"paperzoo: error: {error}", file=sys.stderr)
+        print("(set PAPERZOO_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Kernel dispatch: per op a readable PyTorch reference and optional accelerated backends (Triton, ...).
+
+An op is declared once with its reference; backends register beside it with an availability check and a
+per-call ``supports`` check (dtype, device, shape limits)::
+
+    roi_pool = KernelOp("roi_pool", reference=roi_pool_reference)
+    roi_pool.register_backend(
+        "triton",
+        load="paperzoo_huwsod.kernels.roi_pool_triton:roi_pool",   # imported lazily, on first use
+        is_available=cuda_triton_available,
+        supports=lambda features, boxes: (features.is_cuda, "features must be on a CUDA device"),
+    )
+    out = roi_pool(features, boxes)
+
+Selection, first match wins:
+
+1. a :func:`use` context (tests), per op or for all ops;
+2. ``PAPERZOO_KERNELS_<OP>`` (op name upper-cased), e.g. ``PAPERZOO_KERNELS_ROI_POOL=torch``;
+3. ``PAPERZOO_KERNELS`` = ``auto`` (default) | ``torch`` | a backend name such as ``triton``.
+
+``auto`` tries the backends in registration order and silently falls back to the reference when one
+is unavailable or rejects the inputs (the reason is logged once per op and reason). Naming a backend
+explicitly makes a backend that cannot run an error: a test or benchmark that asks for Triton must not
+quietly measure PyTorch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+ENV_VAR = "PAPERZOO_KERNELS"
+REFERENCE = "torch"
+AUTO = "auto"
+
+_registry: dict[str, KernelOp] = {}
+_forced: list[tuple[str | None, str]] = []  # stack of (op name or None for all ops, backend name)
+
+
+class KernelUnavailableError(RuntimeError):
+    """An explicitly requested backend cannot run this call."""
+
+
+def _always_supported(*args: Any, **kwargs: Any) -> tuple[bool, str]:
+    return True, ""
+
+
+@dataclass
+class Backend:
+    name: str
+    load: str | Callable[..., Any]
+    """The implementation, or ``module:attr`` imported on first use (so Triton is never imported early)."""
+    is_available: Callable[[], bool]
+    supports: Callable[..., tuple[bool, str]] = _always_supported
+    _impl: Callable[..., Any] | None = field(default=None, repr=False)
+
+    def implementation(self) -> Callable[..., Any]:
+        if self._impl is None:
+            if callable(self.load):
+                self._impl = self.load
+            else:
+                module_name, _, attr = self.load.partition(":")
+                self._impl = getattr(importlib.import_module(module_name), attr)
+        return self._impl
+
+
+class KernelOp:
+    """A dispatching op: call it like the reference function."""
+
+    def __init__(self, name: str, reference: Callable[..., Any]):
+        if name in _registry:
+            raise ValueError(f"kernel op {name!r} is already registered")
+        self.name = name
+        self.reference = reference
+        self.backends: dict[str, Backend] = {}
+        self._logged: set[str] = set()
+        _registry[name] = self
+
+    def register_backend(
+        self,
+        name: str,
+        *,
+        load: str | Callable[..., Any],
+        is_available: Callable[[], bool],
+        supports: Callable[..., tuple[bool, str]] = _always_supported,
+    ) -> None:
+        if name in (REFERENCE, AUTO):
+            raise ValueError(f"{name!r} is reserved; choose another backend name")
+        self.backends[name] = Backend(name, load, is_available, supports)
+
+    def requested(self) -> str:
+        """The backend name this op would use now: from a ``use`` context, then the environment."""
+        for op_name, backend in reversed(_forced):
+            if op_name in (None, self.name):
+                return backend
+        per_op = os.environ.get(f"{ENV_VAR}_{self.name.upper()}")
+        return (per_op or os.environ.get(ENV_VAR) or AUTO).strip().lower()
+
+    def select(self, *args: Any, **kwargs: Any) -> tuple[str, Callable[..., Any]]:
+        """Chooses the implementation for these inputs; returns its name and the callable."""
+        requested = self.requested()
+        if requested == REFERENCE:
+            return REFERENCE, self.reference
+        if requested == AUTO:
+            for backend in self.backends.values():
+                ok, reason = self._usable(backend, args, kwargs)
+                if ok:
+                    return backend.name, backend.implementation()
+                self._log_once(f"{backend.name}: {reason}")
+            return REFERENCE, self.reference
+        if requested not in self.backends:
+            valid = ", ".join([AUTO, REFERENCE, *self.backends])
+            raise KernelUnavailableError(f"op {self.name!r} has no backend {requested!r}; valid: {valid}")
+        backend = self.backends[requested]
+        ok, reason = self._usable(backend, args, kwargs)
+        if not ok:
+            raise KernelUnavailableError(
+                f"backend {requested!r} was requested for op {self.name!r} but cannot run: {reason}. "
+                f"Set {ENV_VAR}=auto to fall back to the PyTorch reference."
+            )
+        return backend.name, backend.implementation()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        _, implementation = self.select(*args, **kwargs)
+        return implementation(*args, **kwargs)
+
+    @staticmethod
+    def _usable(backend: Backend, args: tuple, kwargs: dict) -> tuple[bool, str]:
+        try:
+            if not backend.is_available():
+                return False, "not available on this machine"
+        except Exception as error:  # an availability probe must never break the reference path
+            return False, f"availability check failed: {error}"
+        return backend.supports(*args, **kwargs)
+
+    def _log_once(self, message: str) -> None:
+        if message not in self._logged:
+            self._logged.add(message)
+            logger.info("kernel %s falls back to the PyTorch reference (%s)", self.name, message)
+
+
+def get_op(name: str) -> KernelOp:
+    if name not in _registry:
+        raise KeyError(f"no kernel op {name!r}; registered: {', '.join(sorted(_registry)) or 'none'}")
+    return _registry[name]
+
+
+def registered_ops() -> list[str]:
+    return sorted(_registry)
+
+
+@contextlib.contextmanager
+def use(backend: str, op: str | None = None) -> Iterator[None]:
+    """Forces a backend (``torch``, ``auto`` or a backend name) for one op or all ops, within a block."""
+    _forced.append((op, backend.lower()))
+    try:
+        yield
+    finally:
+        _forced.pop()
+
+
+def triton_cuda_available() -> bool:
+    """True when Triton imports and a CUDA device is present (guard on the device, not only the import)."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,226 @@
+"""The registry, the reproduction harness and the `paperzoo` CLI, against a fake paper package that is
+installed for the test by putting a src folder with a .dist-info (entry points included) on sys.path."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from paperzoo_shared import cli
+from paperzoo_shared.registry import RegistryError, discover_papers, get_paper
+from paperzoo_shared.repro import TablesError, load_tables, run_reproduction
+
+TABLES = """\
+paper: fakepaper
+title: A Fake Paper
+tables:
+  - id: main
+    title: Main results
+    source: Table 1
+    presets: [smoke, mini]
+    seeds: {mini: [0, 1, 2]}
+    metrics:
+      - {id: acc, label: Accuracy, higher_is_better: true, digits: 1}
+      - {id: err, label: Error, higher_is_better: false, digits: 3}
+    rows:
+      - {id: ours_full, label: Ours (paper setting), paper: {acc: 91.5, err: 0.085}, config: configs/full.yaml}
+  - id: ablation
+    title: Ablation
+    presets: [mini]
+    metrics: [{id: acc}]
+    rows: []
+"""
+
+REPRODUCE = """\
+import os
+from pathlib import Path
+from paperzoo_shared.repro import RowResult, TableResult
+
+def reproduce(request):
+    counter = Path(os.environ["FAKE_COUNTER"])
+    fail_at = os.environ.get("FAKE_FAIL_AT_SEED")
+    per_seed = {}
+    for seed in request.seeds:
+        def compute(seed=seed):
+            if fail_at is not None and seed == int(fail_at):
+                raise RuntimeError("killed")
+            counter.write_text(counter.read_text() + f"{seed}\\n")
+            return {"acc": 80.0 + seed, "err": 0.1 * (seed + 1)}
+        per_seed[seed] = request.cached("ours", seed, compute, fingerprint={"lr": 0.1})
+    rows = [RowResult.from_seed_metrics("ours", "Ours (mini)", per_seed, paper_row="ours_full")]
+    return TableResult(rows=rows, config={"lr": 0.1, "preset": request.preset}, notes=["A note."])
+"""
+
+
+@pytest.fixture
+def fake_paper(tmp_path, monkeypatch):
+    root = tmp_path / "packages" / "fakepaper"
+    src = root / "src"
+    pkg = src / "paperzoo_fakepaper"
+    pkg.mkdir(parents=True)
+    (root / "paper").mkdir()
+    (root / "configs").mkdir()
+    (root / "paper" / "tables.yaml").write_text(TABLES)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "paper.py").write_text(
+        textwrap.dedent(
+            """\
+            from paperzoo_shared.registry import Paper
+            PAPER = Paper(name="fakepaper", title="A Fake Paper", package="paperzoo_fakepaper",
+                          reproduce="paperzoo_fakepaper.reproduce:reproduce")
+            """
+        )
+    )
+    (pkg / "reproduce.py").write_text(REPRODUCE)
+    dist_info = src / "paperzoo_fakepaper-0.1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: paperzoo-fakepaper\nVersion: 0.1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[paperzoo.papers]\nfakepaper = paperzoo_fakepaper.paper:PAPER\n"
+    )
+    monkeypatch.syspath_prepend(str(src))
+    importlib.invalidate_caches()
+    counter = tmp_path / "counter.txt"
+    counter.write_text("")
+    monkeypatch.setenv("FAKE_COUNTER", str(counter))
+    yield root
+    for name in [m for m in sys.modules if m.startswith("paperzoo_fakepaper")]:
+        del sys.modules[name]
+
+
+def test_discovery_and_source_layout(fake_paper):
+    papers = discover_papers()
+    assert "fakepaper" in papers
+    paper = papers["fakepaper"]
+    assert paper.version == "0.1.0"
+    assert paper.source_root() == fake_paper
+    assert paper.default_results_dir("mini") == fake_paper / "results" / "mini"
+
+
+def test_unknown_paper_lists_installed(fake_paper):
+    with pytest.raises(RegistryError, match=r"unknown paper 'nope'; installed papers: .*fakepaper"):
+        get_paper("nope")
+
+
+def test_reproduce_writes_json_and_markdown(fake_paper, tmp_path):
+    paper = get_paper("fakepaper")
+    written = run_reproduction(
+        paper, preset="mini", table_id="main", out_dir=tmp_path / "out", command="paperzoo x"
+    )
+    ((json_path, markdown),) = written
+    results = json.loads(json_path.read_text())
+    assert json_path == tmp_path / "out" / "main.json"
+    assert (tmp_path / "out" / "main.md").read_text() == markdown
+    assert results["preset"] == "mini" and results["seeds"] == [0, 1, 2]
+    assert results["command"] == "paperzoo x"
+    assert results["config_hash"] and results["config"] == {"lr": 0.1, "preset": "mini"}
+    assert results["versions"]["paperzoo-fakepaper"] == "0.1.0"
+    assert results["machine"]["cpu_count"] >= 1 and results["wall_time_s"] >= 0
+    assert "commit" in results["git"]
+    row = results["rows"][0]
+    acc = row["metrics"]["acc"]
+    # Hand computation: values 80, 81, 82 -> mean 81, sample std 1.
+    assert acc["per_seed"] == {"0": 80.0, "1": 81.0, "2": 82.0}
+    assert acc["mean"] == pytest.approx(81.0) and acc["std"] == pytest.approx(1.0) and acc["n"] == 3
+    err = row["metrics"]["err"]
+    assert err["mean"] == pytest.approx(0.2) and err["std"] == pytest.approx(0.1)
+    assert row["paper"] == {"acc": 91.5, "err": 0.085}
+    # The markdown puts ours beside the paper's and names the preset.
+    assert "Preset `mini`" in markdown
+    assert "| Ours (mini) | 81.0 ± 1.0 | 91.5 | 0.200 ± 0.100 | 0.085 | Ours (paper setting) |" in markdown
+    assert "A note." in markdown and "`paperzoo x`" in markdown
+
+
+def test_default_out_is_the_package_results_folder(fake_paper):
+    run_reproduction(get_paper("fakepaper"), preset="smoke", table_id="main")
+    results = json.loads((fake_paper / "results" / "smoke" / "main.json").read_text())
+    assert results["seeds"] == [0]
+
+
+def test_interrupted_run_resumes_from_the_ledger(fake_paper, tmp_path, monkeypatch):
+    paper = get_paper("fakepaper")
+    counter = tmp_path / "counter.txt"
+    monkeypatch.setenv("FAKE_FAIL_AT_SEED", "2")
+    with pytest.raises(RuntimeError, match="killed"):
+        run_reproduction(paper, preset="mini", table_id="main", out_dir=tmp_path / "out")
+    assert counter.read_text().split() == ["0", "1"]
+    assert not (tmp_path / "out" / "main.json").exists()  # nothing half-written
+    monkeypatch.delenv("FAKE_FAIL_AT_SEED")
+    run_reproduction(paper, preset="mini", table_id="main", out_dir=tmp_path / "out")
+    assert counter.read_text().split() == ["0", "1", "2"]  # only seed 2 ran again
+    run_reproduction(paper, preset="mini", table_id="main", out_dir=tmp_path / "out")
+    assert counter.read_text().split() == ["0", "1", "2"]  # nothing ran again
+
+
+def test_unknown_table_and_preset_errors(fake_paper, tmp_path):
+    paper = get_paper("fakepaper")
+    with pytest.raises(RegistryError, match=r"no table 'x'; valid tables: main, ablation"):
+        run_reproduction(paper, preset="mini", table_id="x", out_dir=tmp_path)
+    with pytest.raises(RegistryError, match=r"unknown preset 'huge'; valid presets: smoke, mini, full"):
+        run_reproduction(paper, preset="huge", out_dir=tmp_path)
+    with pytest.raises(
+        RegistryError, match=r"table ablation of fakepaper has no preset 'smoke'; valid presets: mini"
+    ):
+        run_reproduction(paper, preset="smoke", table_id="ablation", out_dir=tmp_path)
+
+
+def test_tables_schema_errors_name_file_and_entry(tmp_path):
+    bad = tmp_path / "tables.yaml"
+    bad.write_text(
+        "paper: p\ntables:\n  - id: t\n    title: T\n    metrics: [{id: acc}]\n    rows: [{id: r, paper: {psnr: 1}}]\n"
+    )
+    with pytest.raises(TablesError, match=r"tables\.yaml: table t: row r: metric 'psnr' is not a column"):
+        load_tables(bad)
+    bad.write_text("paper: p\ntables:\n  - id: t\n    title: T\n    metrics: [{id: acc, higher: true}]\n")
+    with pytest.raises(TablesError, match=r"metrics\[0\]: unknown key 'higher'"):
+        load_tables(bad)
+    bad.write_text(
+        "paper: p\ntables:\n  - id: t\n    title: T\n    metrics: [{id: acc}]\n    rows: [{id: r, status: done}]\n"
+    )
+    with pytest.raises(TablesError, match="status 'done' is not one of"):
+        load_tables(bad)
+
+
+def test_cli_list_reproduce_and_report(fake_paper, tmp_path, capsys):
+    assert cli.main(["list"]) == 0
+    listing = capsys.readouterr().out
+    assert "fakepaper" in listing and "--table main" in listing and "smoke, mini" in listing
+
+    assert cli.main(["reproduce", "fakepaper", "--preset", "mini", "--table", "main", "--seeds", "0,1"]) == 0
+    out = capsys.readouterr().out
+    assert "| Ours (mini) | 80.5 ± 0.7 |" in out  # seeds 0,1 -> 80, 81: std = sqrt(0.5) = 0.707
+
+    assert cli.main(["report", "--root", str(tmp_path), "--check"]) == 1
+    assert cli.main(["report", "--root", str(tmp_path)]) == 0
+    report = (tmp_path / "REPRODUCTION.md").read_text()
+    assert "## fakepaper: A Fake Paper" in report and "80.5 ± 0.7" in report
+    assert cli.main(["report", "--root", str(tmp_path), "--check"]) == 0
+    capsys.readouterr()
+
+    assert cli.main(["reproduce", "nope"]) == 2
+    assert "unknown paper 'nope'" in capsys.readouterr().err
+    assert cli.main(["reproduce", "fakepaper", "--preset", "mini", "--seeds", "a,b"]) == 2
+    assert "--seeds must be comma-separated integers" in capsys.readouterr().err
+
+
+def test_reproduce_all_with_no_papers_says_so(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "discover_papers", lambda: {})
+    assert cli.main(["reproduce", "--all", "--preset", "smoke"]) == 0
+    assert "No paper packages are installed" in capsys.readouterr().out
+    assert cli.main(["list"]) == 0
+    assert "No paper packages are installed" in capsys.readouterr().out
+
+
+def test_console_script_help():
+    script = Path(sys.executable).parent / "paperzoo"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    assert "reproduce" in result.stdout and "report" in result.stdout
+    result = subprocess.run([str(script), "reproduce", "--help"], capture_output=True, text=True, check=True)
+    for flag in ("--preset", "--table", "--seeds", "--out", "--set"):
+        assert flag in result.stdout
