@@ -7,6 +7,7 @@
 #   make bench PKG=dynamic_llava    the package's CPU benchmark (benchmarks/<pkg>_*.py)
 
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,6 +16,8 @@ PKG ?=
 PRESET ?= smoke
 ARGS ?=
 STAMP := $(VENV)/.paperzoo-installed
+# pip warns once per package about this machine's local package mirrors that lack it; harmless.
+PIP_NOISE := is ignored: it is neither a file nor a directory
 
 .PHONY: install test reproduce lint fmt bench report clean-venv
 
@@ -22,8 +25,9 @@ STAMP := $(VENV)/.paperzoo-installed
 # and a changed or new package reinstalls.
 $(STAMP): pyproject.toml shared/pyproject.toml $(wildcard packages/*/pyproject.toml)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet --group dev -e "shared[test]" $(foreach p,$(PACKAGES),-e "packages/$(p)[test]")
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1" 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	$(BIN)/python -m pip install --quiet --group dev -e "shared[test]" $(foreach p,$(PACKAGES),-e "packages/$(p)[test]") \
+		2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	@touch $@
 
 install: $(STAMP)
