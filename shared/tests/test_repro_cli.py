@@ -196,10 +196,20 @@ def test_cli_list_reproduce_and_report(fake_paper, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "| Ours (mini) | 80.5 ± 0.7 |" in out  # seeds 0,1 -> 80, 81: std = sqrt(0.5) = 0.707
 
+    readme = fake_paper / "README.md"
+    readme.write_text(
+        "# Fake\n<!-- paperzoo:results mini/main -->\nstale table\n<!-- /paperzoo:results -->\nEnd.\n"
+    )
+    (fake_paper / "results" / "mini" / "main.md").write_text("hand-edited\n")
     assert cli.main(["report", "--root", str(tmp_path), "--check"]) == 1
+    assert "README.md is out of date" in capsys.readouterr().err
     assert cli.main(["report", "--root", str(tmp_path)]) == 0
     report = (tmp_path / "REPRODUCTION.md").read_text()
     assert "## fakepaper: A Fake Paper" in report and "80.5 ± 0.7" in report
+    filled = readme.read_text()
+    assert "stale table" not in filled and "#### fakepaper: Main results" in filled and "80.5 ± 0.7" in filled
+    assert filled.endswith("<!-- /paperzoo:results -->\nEnd.\n")
+    assert "80.5 ± 0.7" in (fake_paper / "results" / "mini" / "main.md").read_text()
     assert cli.main(["report", "--root", str(tmp_path), "--check"]) == 0
     capsys.readouterr()
 
@@ -224,3 +234,40 @@ def test_console_script_help():
     result = subprocess.run([str(script), "reproduce", "--help"], capture_output=True, text=True, check=True)
     for flag in ("--preset", "--table", "--seeds", "--out", "--set"):
         assert flag in result.stdout
+
+
+def test_markdown_has_no_empty_paper_columns():
+    from paperzoo_shared.repro import render_markdown
+
+    results = {
+        "paper": "p",
+        "table": "t",
+        "table_title": "Diagnostics",
+        "table_source": "",
+        "preset": "mini",
+        "seeds": [0],
+        "command": "paperzoo reproduce p",
+        "wall_time_s": 1.0,
+        "git": {"commit": "abc", "dirty": False},
+        "machine": {"cpu_count": 2, "gpu": None},
+        "metrics": [{"id": "acc", "label": "Acc", "digits": 1}, {"id": "n", "label": "Items", "digits": 0}],
+        "rows": [
+            {
+                "label": "A",
+                "paper_row": None,
+                "paper_row_label": None,
+                "paper": {},
+                "metrics": {"acc": {"mean": 50.0, "std": 0.0, "n": 1}},
+            },
+            {
+                "label": "B",
+                "paper_row": "r",
+                "paper_row_label": "Paper B",
+                "paper": {"acc": 60.0},
+                "metrics": {},
+            },
+        ],
+    }
+    markdown = render_markdown(results)
+    assert "| Row | Acc (ours) | Acc (paper) | Items | Paper row |" in markdown
+    assert "| A | 50.0 | — | — | — |" in markdown and "| B | — | 60.0 | — | Paper B |" in markdown

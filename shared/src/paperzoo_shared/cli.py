@@ -16,7 +16,7 @@ from pathlib import Path
 from paperzoo_shared import __version__
 from paperzoo_shared.config import ConfigError
 from paperzoo_shared.registry import PRESETS, RegistryError, discover_papers, get_paper
-from paperzoo_shared.repro import TablesError, load_tables, parse_seeds, render_report, run_reproduction
+from paperzoo_shared.repro import TablesError, generated_files, load_tables, parse_seeds, run_reproduction
 
 NO_PAPERS = (
     "No paper packages are installed yet, so there is nothing to run. "
@@ -56,7 +56,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="dotted config override, repeatable, e.g. --set train.lr=1e-4",
     )
 
-    report = commands.add_parser("report", help="regenerate REPRODUCTION.md from the committed results")
+    report = commands.add_parser(
+        "report",
+        help="regenerate REPRODUCTION.md, results/*/*.md and README results blocks from the committed results",
+        description="Regenerate, from the committed results/{full,mini}/*.json of every installed paper: the root "
+        "REPRODUCTION.md, each results markdown, and each '<!-- paperzoo:results mini/<table> -->' block of "
+        "a package README.",
+    )
     report.add_argument("--root", type=Path, default=Path.cwd(), help="repository root (default: .)")
     report.add_argument("--check", action="store_true", help="exit 1 if REPRODUCTION.md is out of date")
     return parser
@@ -105,17 +111,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    target = args.root / "REPRODUCTION.md"
-    text = render_report(discover_papers())
+    files = generated_files(discover_papers(), args.root)
+    stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
     if args.check:
-        current = target.read_text() if target.is_file() else ""
-        if current != text:
-            print(f"{target} is out of date; run `paperzoo report` and commit it.", file=sys.stderr)
-            return 1
-        print(f"{target} is up to date.")
-        return 0
-    target.write_text(text)
-    print(f"wrote {target}")
+        for path in stale:
+            print(f"{path} is out of date; run `paperzoo report` and commit it.", file=sys.stderr)
+        if not stale:
+            print(f"{len(files)} generated files are up to date.")
+        return 1 if stale else 0
+    for path in stale:
+        path.write_text(files[path])
+        print(f"wrote {path}")
+    print(f"{len(files) - len(stale)} generated files were already up to date.")
     return 0
 
 

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -352,7 +353,11 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
 
 
 def git_info(directory: Path) -> dict[str, Any]:
-    """The commit of the checkout holding ``directory`` and whether it has uncommitted changes."""
+    """The commit of the checkout holding ``directory`` and whether ``directory`` differs from it.
+
+    ``dirty`` counts modified and untracked (not ignored) files under ``directory``, so results produced
+    by code that was never committed say so.
+    """
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -361,7 +366,7 @@ def git_info(directory: Path) -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(git("status", "--porcelain", "--", "."))
     except (subprocess.SubprocessError, FileNotFoundError, NotADirectoryError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
@@ -482,18 +487,28 @@ def render_markdown(results: Mapping[str, Any], *, heading_level: int = 3) -> st
         f"{hashes} {results['paper']}: {results['table_title']} ({results['table_source'] or results['table']})",
         "",
     ]
+    # A "(paper)" column only for metrics the paper reports for some row, a "Paper row" column only when
+    # some row points at one: a table of our own diagnostics is not padded with empty paper columns.
+    with_paper = {m["id"] for m in metrics if any(m["id"] in row["paper"] for row in results["rows"])}
+    show_paper_row = any(row["paper_row"] for row in results["rows"])
     if preset == "full":
         lines.append("Preset `full`: the paper's configuration.")
-    else:
+    elif with_paper:
         lines.append(
             f"Preset `{preset}`: a miniature on stand-in data. The paper's numbers stand beside it for reference; "
             "they come from the full setting and are not comparable in magnitude."
         )
+    else:
+        lines.append(
+            f"Preset `{preset}`: a miniature on stand-in data; the paper reports no numbers for these rows."
+        )
     lines.append("")
     header = ["Row"]
     for metric in metrics:
-        header += [f"{metric['label']} (ours)", f"{metric['label']} (paper)"]
-    if any(row["paper_row"] for row in results["rows"]):
+        header.append(f"{metric['label']} (ours)" if metric["id"] in with_paper else metric["label"])
+        if metric["id"] in with_paper:
+            header.append(f"{metric['label']} (paper)")
+    if show_paper_row:
         header.append("Paper row")
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|")
@@ -508,9 +523,10 @@ def render_markdown(results: Mapping[str, Any], *, heading_level: int = 3) -> st
                 cells.append(f"{_format_value(ours['mean'], digits)} ± {_format_value(ours['std'], digits)}")
             else:
                 cells.append(_format_value(ours["mean"], digits))
-            paper_value = row["paper"].get(metric["id"])
-            cells.append("—" if paper_value is None else _format_value(paper_value, digits))
-        if len(header) > 1 + 2 * len(metrics):
+            if metric["id"] in with_paper:
+                paper_value = row["paper"].get(metric["id"])
+                cells.append("—" if paper_value is None else _format_value(paper_value, digits))
+        if show_paper_row:
             cells.append(row["paper_row_label"] or "—")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
@@ -602,6 +618,18 @@ def run_reproduction(
 # ----------------------------------------------------------------------------------------------------
 
 REPORT_PRESETS = ("full", "mini")
+README_BLOCK = re.compile(
+    r"(<!-- paperzoo:results (?P<ref>[\w.-]+/[\w.-]+) -->\n)(?P<body>.*?)(<!-- /paperzoo:results -->)",
+    re.DOTALL,
+)
+
+
+def _committed_results(source: Path) -> list[tuple[str, Path]]:
+    return [
+        (preset, json_path)
+        for preset in REPORT_PRESETS
+        for json_path in sorted((source / "results" / preset).glob("*.json"))
+    ]
 
 
 def render_report(papers: Mapping[str, Paper]) -> str:
@@ -618,16 +646,43 @@ def render_report(papers: Mapping[str, Paper]) -> str:
         source = paper.source_root()
         if source is None:
             continue
-        sections = []
-        for preset in REPORT_PRESETS:
-            for json_path in sorted((source / "results" / preset).glob("*.json")):
-                results = json.loads(json_path.read_text())
-                sections.append(render_markdown(results, heading_level=3))
+        sections = [render_markdown(json.loads(path.read_text())) for _, path in _committed_results(source)]
         if sections:
             found_any = True
-            lines += [f"## {name}: {paper.title}", ""]
-            for section in sections:
-                lines += [section]
+            lines += [f"## {name}: {paper.title}", "", *sections]
     if not found_any:
         lines.append("No committed results yet.")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def fill_readme_blocks(readme: str, results_dir: Path) -> str:
+    """Fills each ``<!-- paperzoo:results mini/<table> -->`` ... ``<!-- /paperzoo:results -->`` block of a
+    package README with the markdown of ``results/mini/<table>.json``, so README tables always come from
+    the committed results."""
+
+    def fill(match: re.Match[str]) -> str:
+        json_path = results_dir / f"{match.group('ref')}.json"
+        if not json_path.is_file():
+            raise FileNotFoundError(
+                f"README block names {match.group('ref')}, but {json_path} does not exist"
+            )
+        body = render_markdown(json.loads(json_path.read_text()), heading_level=4)
+        return match.group(1) + body + match.group(4)
+
+    return README_BLOCK.sub(fill, readme)
+
+
+def generated_files(papers: Mapping[str, Paper], root: Path) -> dict[Path, str]:
+    """Every file ``paperzoo report`` writes, with its content: REPRODUCTION.md at ``root``, and per paper
+    in a source checkout each ``results/{full,mini}/<table>.md`` and the results blocks of its README."""
+    files = {root / "REPRODUCTION.md": render_report(papers)}
+    for paper in papers.values():
+        source = paper.source_root()
+        if source is None:
+            continue
+        for _, json_path in _committed_results(source):
+            files[json_path.with_suffix(".md")] = render_markdown(json.loads(json_path.read_text()))
+        readme = source / "README.md"
+        if readme.is_file():
+            files[readme] = fill_readme_blocks(readme.read_text(), source / "results")
+    return files
