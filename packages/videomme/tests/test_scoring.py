@@ -1,0 +1,152 @@
+"""§5.2 of the notes: denominators of the official, lmms-eval and VLMEvalKit rules; breakdowns; the
+official results file (valid JSON, current and June-2024 keys); the official printout."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from paperzoo_videomme.modeling_videomme import DOMAINS, SUB_CATEGORIES, TASK_TYPES
+from paperzoo_videomme.scoring import (
+    official_report_text,
+    official_results,
+    read_official_results,
+    score_all_rules,
+    score_records,
+    vlmevalkit_rating,
+    write_official_results,
+)
+
+
+def _record(qid: str, answer: str, response: str, **extra) -> dict:
+    base = {
+        "video_id": "001", "videoID": "vid001", "duration": "short", "domain": "Knowledge",
+        "sub_category": "Humanity & History", "question_id": qid, "task_type": "Counting Problem",
+        "question": "How many?", "options": ["A. 1", "B. 2", "C. 3", "D. 4"], "answer": answer, "response": response,
+    }  # fmt: skip
+    return {**base, **extra}
+
+
+FIXTURE = [_record("001-1", "A", "A"), _record("001-2", "C", "B"), _record("001-3", "D", "I cannot tell")]
+
+
+def test_denominators_5_2() -> None:
+    scores = score_all_rules(FIXTURE)
+    official = scores["official"]["overall"]
+    assert (official["correct"], official["total"], official["unparsed"]) == (1, 2, 1)
+    assert official["accuracy"] == pytest.approx(0.5)  # 50.0%: the unparsable response is dropped
+    lmms = scores["lmms_eval"]["overall"]
+    assert (lmms["correct"], lmms["total"]) == (1, 3)  # 33.3%: counted wrong
+    vlm = scores["vlmevalkit"]["overall"]
+    assert (vlm["correct"], vlm["total"]) == (1, 3)  # 'Z' under exact matching
+    assert (
+        scores["vlmevalkit_2024_07"]["overall"]["total"] == 2
+    )  # the first VLMEvalKit version: score -1 dropped
+    assert scores["official_2024_06"]["overall"]["accuracy"] == pytest.approx(0.5)
+    assert scores["lmms_eval_legacy"]["overall"]["accuracy"] == pytest.approx(1 / 3)
+
+
+def test_printout_lists_every_category_with_zero_for_unanswered() -> None:
+    text = official_report_text(score_records(FIXTURE), sub_categories=True, task_types=True)
+    for name in (*DOMAINS, *SUB_CATEGORIES, *TASK_TYPES):
+        assert f"\n{name}: " in text
+    assert "Knowledge:  50.0%" in text
+    assert "Film & Television:  0.0%" in text  # no answered question: 0.0, not N/A
+    assert "Counting Problem:  50.0%" in text
+    assert text.rstrip().endswith("Overall:  50.0%")
+    assert "Evaluation on video Type: medium" in text and "Overall:  0.0%" in text
+
+
+def test_breakdowns_by_duration_domain_sub_category_task_type() -> None:
+    records = [
+        _record("001-1", "A", "A"),
+        _record("002-1", "B", "B", video_id="002", duration="long", domain="Multilingual",
+                sub_category="Multilingual", task_type="OCR Problems"),
+        _record("002-2", "B", "C", video_id="002", duration="long", domain="Multilingual",
+                sub_category="Multilingual", task_type="Information Synopsis"),
+    ]  # fmt: skip
+    scores = score_records(records, "official")
+    assert scores["by_duration"]["short"]["accuracy"] == 1.0
+    assert scores["by_duration"]["long"]["accuracy"] == 0.5
+    assert scores["by_duration"]["medium"]["total"] == 0
+    assert scores["overall"]["domain"]["Multilingual"] == {"accuracy": 0.5, "correct": 1, "total": 2}
+    assert scores["overall"]["task_type"]["OCR Problems"]["accuracy"] == 1.0
+    assert scores["by_duration"]["long"]["sub_category"]["Multilingual"]["total"] == 2
+    only_long = score_records(records, "official", durations=["long"])
+    assert only_long["overall"]["total"] == 2 and list(only_long["by_duration"]) == ["long"]
+
+
+def test_vlmevalkit_rating_layout() -> None:
+    rating = vlmevalkit_rating(score_records(FIXTURE, "vlmevalkit"))
+    assert rating["short"]["overall"] == "0.333"
+    assert rating["overall"]["domain"]["Knowledge"] == "0.333"
+    assert rating["medium"]["overall"] == "nan"  # numpy's mean of nothing
+
+
+def test_results_file_is_valid_json_with_missing_flags(tmp_path) -> None:
+    extra = _record("002-1", "B", "", video_id="002", videoID="vid002")
+    path = write_official_results(tmp_path / "results.json", [*FIXTURE, extra], missing_videos=["002"])
+    data = json.loads(path.read_text())  # the committed official template is not valid JSON; ours is
+    assert [v["video_id"] for v in data] == ["001", "002"]
+    assert [v["missing"] for v in data] == [False, True]
+    video = data[0]
+    for key in ("duration", "domain", "sub_category", "questions"):  # what eval_your_results reads
+        assert key in video
+    for key in ("question_id", "task_type", "options", "answer", "response"):
+        assert key in video["questions"][0]
+    back = read_official_results(path)
+    assert [r["question_id"] for r in back] == ["001-1", "001-2", "001-3"]  # the missing video is skipped
+    assert score_records(back)["overall"]["accuracy"] == pytest.approx(0.5)
+
+
+def test_reads_the_june_2024_template_with_trailing_commas(tmp_path) -> None:
+    text = """[
+    {"video_id": "001", "duration_category": "short", "video_category": "Knowledge",
+     "video_subcategory": "Humanity & History", "url": "",
+     "questions": [
+        {"question_id": "001-1", "task_type": "Counting Problem", "question": "Q?",
+         "choices": ["A. a", "B. b", "C. c", "D. d"], "answer": "C", "response": "C. c",},
+     ]},
+]"""
+    path = tmp_path / "old.json"
+    path.write_text(text)
+    records = read_official_results(path)
+    assert records[0]["duration"] == "short" and records[0]["options"][2] == "C. c"
+    assert score_records(records)["overall"]["accuracy"] == 1.0
+    from paperzoo_shared.data.errors import DataError
+
+    with pytest.raises(DataError, match="old.json is not valid JSON"):
+        read_official_results(path, lenient=False)
+
+
+def test_bad_records_are_named() -> None:
+    with pytest.raises(KeyError, match="record 0 .*001-1.*response"):
+        score_records([{k: v for k, v in FIXTURE[0].items() if k != "response"}])
+    with pytest.raises(ValueError, match="unknown scoring rule 'strict'"):
+        score_records(FIXTURE, "strict")
+
+
+def test_official_results_groups_by_video() -> None:
+    grouped = official_results(FIXTURE)
+    assert len(grouped) == 1 and len(grouped[0]["questions"]) == 3
+
+
+def test_lmms_eval_substring_grouping_equals_exact_grouping() -> None:
+    """lmms-eval groups its composite keys "duration_domain_sub_task" by substring tests; with the current
+    strings no category is a substring of a different key, so its numbers equal exact grouping."""
+    from paperzoo_videomme.modeling_videomme import DOMAIN_SUB_CATEGORIES, DURATIONS
+
+    keys = [
+        (d, dom, sub, task)
+        for d in DURATIONS
+        for dom, subs in DOMAIN_SUB_CATEGORIES.items()
+        for sub in subs
+        for task in TASK_TYPES
+    ]
+    for position, names in enumerate((DURATIONS, DOMAINS, SUB_CATEGORIES, TASK_TYPES)):
+        for name in names:
+            by_substring = {k for k in keys if name in "_".join(k)}
+            exact = {
+                k for k in keys if k[position] == name or (name == "Multilingual" and "Multilingual" in k)
+            }
+            assert by_substring == exact, name
