@@ -121,7 +121,7 @@ def test_reproduce_writes_json_and_markdown(fake_paper, tmp_path):
     assert results["command"] == "paperzoo x"
     assert results["config_hash"] and results["config"] == {"lr": 0.1, "preset": "mini"}
     assert results["versions"]["paperzoo-fakepaper"] == "0.1.0"
-    assert results["machine"]["cpu_count"] >= 1 and results["wall_time_s"] >= 0
+    assert results["machine"]["cpu_count"] >= 1 and results["wall_time_s"] >= 0 and results["cpu_time_s"] >= 0
     assert "commit" in results["git"]
     row = results["rows"][0]
     acc = row["metrics"]["acc"]
@@ -265,9 +265,11 @@ def test_markdown_has_no_empty_paper_columns():
                 "paper_row_label": "Paper B",
                 "paper": {"acc": 60.0},
                 "metrics": {},
+                "note": "shared teacher",
             },
         ],
     }
     markdown = render_markdown(results)
     assert "| Row | Acc (ours) | Acc (paper) | Items | Paper row |" in markdown
     assert "| A | 50.0 | — | — | — |" in markdown and "| B | — | 60.0 | — | Paper B |" in markdown
+    assert "- B: shared teacher" in markdown

@@ -38,6 +38,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -385,6 +386,16 @@ def package_versions(extra: Sequence[str] = ()) -> dict[str, str]:
     return versions
 
 
+def cpu_time() -> float:
+    """User + system CPU seconds of this process and its finished children (workers, subprocesses).
+
+    On a shared machine wall time says little about what a run costs on quiet cores; CPU time does.
+    """
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def machine_info() -> dict[str, Any]:
     import torch
 
@@ -420,7 +431,13 @@ def summarize_row(row: RowResult) -> dict[str, dict[str, Any]]:
 
 
 def build_results(
-    request: ReproRequest, result: TableResult, *, wall_time_s: float, command: str, started_at: str
+    request: ReproRequest,
+    result: TableResult,
+    *,
+    wall_time_s: float,
+    command: str,
+    started_at: str,
+    cpu_time_s: float | None = None,
 ) -> dict[str, Any]:
     """The results JSON (see the module docstring of :mod:`paperzoo_shared.repro`)."""
     table = request.table
@@ -458,6 +475,7 @@ def build_results(
         "command": command,
         "started_at": started_at,
         "wall_time_s": round(wall_time_s, 2),
+        "cpu_time_s": None if cpu_time_s is None else round(cpu_time_s, 2),
         "config_hash": config_hash(config) if config is not None else None,
         "config": config,
         "git": git_info(Path(source)),
@@ -530,6 +548,9 @@ def render_markdown(results: Mapping[str, Any], *, heading_level: int = 3) -> st
             cells.append(row["paper_row_label"] or "—")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    row_notes = [f"- {row['label']}: {row['note']}" for row in results["rows"] if row.get("note")]
+    if row_notes:
+        lines += [*row_notes, ""]
     seeds = results["seeds"]
     git = results["git"]
     commit = (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
@@ -537,7 +558,8 @@ def render_markdown(results: Mapping[str, Any], *, heading_level: int = 3) -> st
     hardware = machine.get("gpu") or f"{machine.get('cpu_count')} CPU cores"
     lines.append(
         f"Mean ± sample std over seeds {', '.join(map(str, seeds))} (n = {len(seeds)}). "
-        f"Command: `{results['command']}`; commit {commit}; {hardware}; wall time {results['wall_time_s']:.0f} s."
+        f"Command: `{results['command']}`; commit {commit}; {hardware}; wall time {results['wall_time_s']:.0f} s"
+        + (f" ({results['cpu_time_s']:.0f} s of CPU time)." if results.get("cpu_time_s") is not None else ".")
     )
     for note in results.get("notes", []):
         lines += ["", note]
@@ -601,10 +623,18 @@ def run_reproduction(
             ledger=RunLedger(out / f"{table.id}.partial.jsonl"),
         )
         started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        cpu_start = cpu_time()
         start = time.perf_counter()
         result = reproduce(request)
         wall = time.perf_counter() - start
-        results = build_results(request, result, wall_time_s=wall, command=command, started_at=started_at)
+        results = build_results(
+            request,
+            result,
+            wall_time_s=wall,
+            cpu_time_s=cpu_time() - cpu_start,
+            command=command,
+            started_at=started_at,
+        )
         markdown = render_markdown(results)
         json_path = out / f"{table.id}.json"
         atomic_write_json(json_path, results)
