@@ -1,0 +1,3 @@
+from paperzoo_dckd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,338 @@
+"""Typed configuration of DCKD experiments, loaded from YAML with :func:`paperzoo_shared.config.load_config`.
+
+Every field is documented where it is declared; ``__post_init__`` checks values and names the offending key.
+Defaults are the paper's / released code's values (SwinIR x2 DCKD); the YAML files in ``configs/`` set the
+rest (``smoke.yaml``, ``mini.yaml``, ``full/*.yaml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+METHODS: dict[str, dict[str, bool]] = {
+    # Which loss terms each method (table row) uses. rec = L1(student, GT) is always on.
+    "scratch": {"kd": False, "fakd": False, "dcr": False, "dmm": False, "lcr": False},
+    "logits": {"kd": True, "fakd": False, "dcr": False, "dmm": False, "lcr": False},
+    "fakd": {"kd": True, "fakd": True, "dcr": False, "dmm": False, "lcr": False},
+    "dckd": {"kd": True, "fakd": False, "dcr": True, "dmm": True, "lcr": False},
+    "dckd_no_dcr": {"kd": True, "fakd": False, "dcr": False, "dmm": True, "lcr": False},
+    "dckd_no_dmm": {"kd": True, "fakd": False, "dcr": True, "dmm": False, "lcr": False},
+    "dckd_star": {"kd": True, "fakd": False, "dcr": True, "dmm": True, "lcr": True},
+}
+"""Methods of the shared trainer: Scratch, Logits KD, FAKD, DCKD, its -DCR/-DMM ablations (Table 5) and
+DCKD* (DCKD + DUKD's label-consistency term, which the released SwinIR configs switch on)."""
+
+METHOD_LABELS = {
+    "teacher": "Teacher",
+    "scratch": "Scratch",
+    "logits": "Logits",
+    "fakd": "FAKD",
+    "dckd": "DCKD",
+    "dckd_no_dcr": "DCKD −DCR",
+    "dckd_no_dmm": "DCKD −DMM",
+    "dckd_star": "DCKD*",
+}
+
+
+def _check_prob(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+
+
+def _check_range(name: str, pair: tuple[float, float] | list[float], low: float = 0.0) -> None:
+    if len(pair) != 2 or not low <= pair[0] <= pair[1]:
+        raise ValueError(f"{name} must be [min, max] with {low} <= min <= max, got {list(pair)}")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "swinir_student"
+    """A backbone (swinir, rcan, edsr, nafnet, restormer, vqgan_encoder) or a paper preset of
+    :data:`paperzoo_dckd.models.PAPER_CONFIGS` (swinir_teacher, swinir_student, rcan_teacher, ...)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Constructor arguments on top of the preset (e.g. ``upscale``, ``num_feat``); unknown ones are errors."""
+    checkpoint: Path | None = None
+    """Weights to load strictly (ours, or an official SwinIR/RCAN/taming-VQGAN file; see ``checkpoint_format``)."""
+    checkpoint_format: Literal["auto", "ours", "official_swinir", "official_rcan", "taming_vqgan"] = "auto"
+    """How to read ``checkpoint``; ``auto`` picks from the keys found in the file."""
+
+    def __post_init__(self) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint = Path(self.checkpoint).expanduser()
+
+
+@dataclass
+class DegradationConfig:
+    """The negative-sample degradations (released keys; defaults = the released SwinIR config: noise only)."""
+
+    gaussian_noise_prob: float = 1.0
+    """Probability (per negative, for the whole batch) of adding Gaussian noise."""
+    noise_sigma: list[float] = field(default_factory=lambda: [1.0, 30.0])
+    """Noise std range on the 0-255 scale, drawn per sample (Real-ESRGAN's ``random_add_gaussian_noise_pt``)."""
+    gray_noise_prob: float = 0.5
+    """Per-sample probability that the noise is the same on all three channels."""
+    gaussian_blur_prob: float = 0.0
+    """Probability of an anisotropic Gaussian blur (odd kernel sizes and sigmas drawn per axis)."""
+    blur_kernel_size: list[int] = field(default_factory=lambda: [3, 11])
+    """Range of odd kernel sizes per axis."""
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])
+    """Range of the blur sigma per axis."""
+    resize_prob: float = 0.0
+    """Probability of resizing (up with prob. 0.25 by 1-1.5x, else down by 0.5-1x) and resizing back."""
+    resize_up_range: list[float] = field(default_factory=lambda: [1.0, 1.5])
+    resize_down_range: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    resize_up_prob: float = 0.25
+    clamp: bool = False
+    """Clip the final result to [0, 1]. The released code clips after the noise but not after resizing back,
+    so bicubic resizing can overshoot slightly; False keeps that."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "gaussian_noise_prob",
+            "gray_noise_prob",
+            "gaussian_blur_prob",
+            "resize_prob",
+            "resize_up_prob",
+        ):
+            _check_prob(name, getattr(self, name))
+        _check_range("noise_sigma", self.noise_sigma)
+        _check_range("blur_sigma", self.blur_sigma, low=1e-6)
+        _check_range("blur_kernel_size", self.blur_kernel_size, low=1)
+        if any(k % 2 == 0 for k in self.blur_kernel_size):
+            raise ValueError(f"blur_kernel_size must hold odd sizes, got {self.blur_kernel_size}")
+        _check_range("resize_up_range", self.resize_up_range, low=1e-3)
+        _check_range("resize_down_range", self.resize_down_range, low=1e-3)
+
+
+@dataclass
+class DCKDConfig:
+    """Loss weights and the dynamic-contrast machinery (paper Sec. 3 and appendix; released configs)."""
+
+    lambda_kd: float = 1.0
+    """Weight of the logits KD term L1(student, teacher) (Eq. 3)."""
+    lambda_dcl: float = 0.1
+    """Weight of the dynamic contrastive loss (Eq. 10)."""
+    lambda_ce: float = 0.001
+    """Weight of the distribution-mapping cross-entropy (Eq. 10)."""
+    layer_weights: list[float] = field(default_factory=lambda: [1 / 32, 1 / 16, 1 / 8, 1 / 4, 1.0])
+    """Per-level weights of the contrastive loss over the encoder's 5 levels (appendix)."""
+    num_negatives: int = 5
+    """N, the number of negatives (Fig. 8a); the released code uses the clean LR plus 4 degraded copies."""
+    clean_negative: bool = True
+    """First negative = history model on the clean LR (released code); then N-1 degraded copies."""
+    history_decay: float = 0.1
+    """alpha of Eq. 6: his <- alpha * his + (1 - alpha) * source."""
+    history_source: Literal["ema", "student"] = "ema"
+    """The history model is updated from the student's EMA (released code) or the raw student (Eq. 6)."""
+    history_steps: list[int] = field(default_factory=lambda: [1000, 2000, 3000])
+    """Update step s, growing over training: ``history_steps[k]`` applies in the k-th ``history_period``."""
+    history_period: int = 100000
+    """Iterations per entry of ``history_steps``; past the last period the last step is kept (the released
+    code would index past the list and crash after 300k iterations)."""
+    dmm_ce_mode: Literal["paper", "code"] = "paper"
+    """``paper``: -sum C_T log C_S (Eq. 9). ``code``: F.cross_entropy(C_S, C_T), which treats the student's
+    probabilities as logits (a second softmax), as the released CELoss does."""
+    lambda_lcr: float = 1.0
+    """Weight of DUKD's label-consistency term (DCKD* only)."""
+    lcr_prob: float = 0.5
+    """Per-sample probability of each invertible op (invert colours, flip H, flip W, transpose)."""
+    fakd_weight: float = 10.0
+    """Weight of the FAKD spatial-affinity L1 (DUKD's FAKD configs)."""
+    fakd_student_positions: list[int | str] = field(
+        default_factory=lambda: ["conv_first", 1, 3, "conv_after_body"]
+    )
+    """Student feature maps matched by FAKD: 'conv_first', body block/group/RSTB indices, 'conv_after_body'."""
+    fakd_teacher_positions: list[int | str] = field(
+        default_factory=lambda: ["conv_first", 2, 5, "conv_after_body"]
+    )
+    """Teacher feature maps matched to ``fakd_student_positions`` (same length)."""
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+
+    def __post_init__(self) -> None:
+        if len(self.layer_weights) != 5:
+            raise ValueError(
+                f"layer_weights needs 5 values (one per encoder level), got {self.layer_weights}"
+            )
+        if self.num_negatives < 1:
+            raise ValueError(f"num_negatives must be >= 1, got {self.num_negatives}")
+        _check_prob("history_decay", self.history_decay)
+        _check_prob("lcr_prob", self.lcr_prob)
+        if not self.history_steps or any(s < 1 for s in self.history_steps):
+            raise ValueError(f"history_steps must be positive integers, got {self.history_steps}")
+        if self.history_period < 1:
+            raise ValueError(f"history_period must be >= 1, got {self.history_period}")
+        if len(self.fakd_student_positions) != len(self.fakd_teacher_positions):
+            raise ValueError(
+                "fakd_student_positions and fakd_teacher_positions must have the same length, got "
+                f"{self.fakd_student_positions} and {self.fakd_teacher_positions}"
+            )
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and the Lightning Trainer."""
+
+    iterations: int = 250000
+    """Optimizer steps (released: 250k)."""
+    batch_size: int = 16
+    """Batch size per device (released: 16 per GPU on 4 GPUs, i.e. 64 in total under DDP)."""
+    lr_patch: int = 48
+    """LR patch size (HR patch = lr_patch * scale)."""
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.99])
+    weight_decay: float = 0.0
+    milestones: list[int] = field(default_factory=lambda: [250000])
+    """MultiStepLR milestones (released: [250000] = no decay within 250k; the paper says x0.1 every 1e5)."""
+    gamma: float = 0.1
+    ema_decay: float = 0.999
+    """Decay of the student EMA used for evaluation and as the history model's source."""
+    use_flip: bool = True
+    use_rot: bool = True
+    seed: int = 10
+    """Seed of weights, data and degradations (the released configs use manual_seed 10); the reproduce
+    presets replace it by the table seed."""
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, ddp_spawn (the CPU gloo test uses ddp_spawn with 2 processes)."""
+    precision: str = "32-true"
+    checkpoint_every: int = 5000
+    """Save ``last.ckpt`` every this many steps (a killed run resumes from it)."""
+    log_every: int = 100
+    progress_bar: bool = True
+    logger: Literal["csv", "none"] = "csv"
+    """``csv``: every loss term (``train/rec``, ``train/kd``, ``train/dcl``, ``train/ce``, ...) is written every
+    ``log_every`` steps to ``<run dir>/logs/metrics.csv``."""
+    threads: int = 0
+    """torch CPU threads (0 = leave torch's default)."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "iterations",
+            "batch_size",
+            "lr_patch",
+            "checkpoint_every",
+            "log_every",
+            "devices",
+            "num_nodes",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be two numbers, got {self.betas}")
+
+
+@dataclass
+class TestSetConfig:
+    """A paired test set in the benchmark layout (``<root>/HR``, ``<root>/LR_bicubic/X<scale>``)."""
+
+    hr_dir: Path = Path("HR")
+    lr_dir: Path = Path("LR_bicubic/X2")
+    filename_tmpl: str = "{}x2"
+
+
+@dataclass
+class DataConfig:
+    scale: int = 2
+    """Super-resolution factor (2, 3 or 4)."""
+    source: Literal["skimage", "folders"] = "skimage"
+    """``skimage``: the fixed skim-SR split of the scikit-image images (LR by MATLAB bicubic);
+    ``folders``: paired LR/HR folders (DIV2K for training, benchmark sets for testing)."""
+    train_hr_dir: Path | None = None
+    """HR training folder, e.g. datasets/DIV2K/DIV2K_train_HR_sub (``folders`` only)."""
+    train_lr_dir: Path | None = None
+    """LR training folder, e.g. datasets/DIV2K/DIV2K_train_LR_bicubic/X2_sub."""
+    train_filename_tmpl: str = "{}"
+    """LR file stem from the HR stem (``{}`` for DCKD's sub-images, ``{}x2`` for DIV2K's LR folders)."""
+    test_sets: dict[str, TestSetConfig] = field(default_factory=dict)
+    """Named test sets (Set5, Set14, B100, Urban100, Manga109) for ``folders``."""
+    skimage_crop: int | None = None
+    """skimage only: centre-crop every HR image to at most this size (smoke preset)."""
+
+    def __post_init__(self) -> None:
+        if self.scale not in (2, 3, 4):
+            raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
+        if self.source == "folders":
+            missing = [k for k in ("train_hr_dir", "train_lr_dir") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"data.source is 'folders' but data.{missing[0]} is not set; pass it with "
+                    f"--set data.{missing[0]}=/path/to/folder"
+                )
+
+
+@dataclass
+class EncoderTrainConfig:
+    """Training of the mini preset's stand-in encoder: a small VQ autoencoder on the HR training patches."""
+
+    iterations: int = 300
+    batch_size: int = 8
+    hr_patch: int = 48
+    lr: float = 2e-3
+    commitment: float = 0.25
+    """beta of the VQ-VAE commitment term."""
+    seed: int = 0
+
+
+@dataclass
+class Fig8bConfig:
+    """The Fig. 8b mechanism check: PSNR of the history outputs vs the student over training."""
+
+    enabled: bool = False
+    small_step: int = 5
+    """A small history update step (negatives nearly as good as the anchor)."""
+    large_step: int = 200
+    """A large update step (negatives stale)."""
+    iterations: int = 400
+    track_every: int = 20
+    """Measure every this many iterations on a fixed batch of training patches."""
+    seed: int = 0
+
+
+@dataclass
+class ExperimentConfig:
+    """One DCKD experiment: data, teacher, student, encoder, method weights, training, rows to run."""
+
+    name: str = "dckd"
+    variant: str = ""
+    """Full preset only: the file under configs/full/ to use (e.g. ``swinir_x3``); see reproduce.py."""
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: ModelConfig = field(default_factory=lambda: ModelConfig(arch="swinir_teacher"))
+    student: ModelConfig = field(default_factory=lambda: ModelConfig(arch="swinir_student"))
+    encoder: ModelConfig = field(default_factory=lambda: ModelConfig(arch="vqgan_f16_n1024"))
+    dckd: DCKDConfig = field(default_factory=DCKDConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    teacher_train: TrainConfig | None = None
+    """When set and ``teacher.checkpoint`` is empty, the teacher is trained first (mini/smoke presets)."""
+    encoder_train: EncoderTrainConfig | None = None
+    """When set and ``encoder.checkpoint`` is empty, the stand-in encoder is trained first."""
+    methods: list[str] = field(default_factory=lambda: ["teacher", "scratch", "logits", "fakd", "dckd"])
+    """Rows to run: 'teacher' and any key of METHODS."""
+    paper_rows: dict[str, str] = field(default_factory=dict)
+    """Method -> id of the paper/tables.yaml row shown beside it."""
+    fig8b: Fig8bConfig = field(default_factory=Fig8bConfig)
+    eval_max_images: int = 0
+    """Evaluate on at most this many images per test set (0 = all)."""
+    parallel_jobs: int = 1
+    """Train this many (row, seed) runs at once in separate processes (CPU presets: one per core, each with
+    ``train.threads`` threads); 1 runs everything in this process."""
+
+    def __post_init__(self) -> None:
+        if self.parallel_jobs < 1:
+            raise ValueError(f"parallel_jobs must be >= 1, got {self.parallel_jobs}")
+        unknown = [m for m in self.methods if m != "teacher" and m not in METHODS]
+        if unknown:
+            raise ValueError(
+                f"unknown method {unknown[0]!r} in methods; valid: teacher, {', '.join(METHODS)}"
+            )
+        for method in self.paper_rows:
+            if method not in METHOD_LABELS:
+                raise ValueError(
+                    f"paper_rows has unknown method {method!r}; valid: {', '.join(METHOD_LABELS)}"
+                )

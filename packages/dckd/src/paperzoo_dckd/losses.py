@@ -1,0 +1,116 @@
+"""Loss terms of DCKD and of the baselines that share its trainer.
+
+* :func:`contrastive_ratio_loss` - the dynamic contrastive loss (paper Eq. 5, released ``ContrasLoss``).
+* :func:`codebook_distribution` and :func:`dmm_cross_entropy` - the distribution mapping module's
+  category distributions and cross-entropy (Eqs. 8-9; ``paper`` and released ``code`` forms).
+* :func:`spatial_affinity` and :func:`fakd_loss` - FAKD (He et al., ICIP 2020), *with* its gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+CONTRAST_EPS = 1e-7
+"""Added to the denominator of the ratio (released code)."""
+
+
+def contrastive_ratio_loss(
+    anchor: Sequence[torch.Tensor],
+    positive: Sequence[torch.Tensor],
+    negatives: Sequence[torch.Tensor],
+    weights: Sequence[float],
+) -> torch.Tensor:
+    """Multi-level ratio contrastive loss (Eq. 5).
+
+    For every level i, with anchor features a (student output), positive p (teacher output) and the N
+    negatives n_j (history model on the clean and degraded LR inputs)::
+
+        L_i = mean|a - p| / (mean(sum_j |a - n_j|) + 1e-7)
+
+    (the numerator's mean and the denominator's mean of the per-element sum over negatives are the released
+    code's normalisation of Eq. 5), and the loss is ``sum_i weights[i] * L_i``.
+
+    Args:
+        anchor, positive: per level a (B, C, H, W) tensor.
+        negatives: per level a (N, B, C, H, W) tensor.
+        weights: one weight per level ([1/32, 1/16, 1/8, 1/4, 1] in the paper).
+    """
+    if not len(anchor) == len(positive) == len(negatives) == len(weights):
+        raise ValueError(
+            f"levels disagree: {len(anchor)} anchor, {len(positive)} positive, {len(negatives)} negative "
+            f"feature lists and {len(weights)} weights"
+        )
+    total = anchor[0].new_zeros(())
+    for a, p, n, w in zip(anchor, positive, negatives, weights):
+        if n.ndim != a.ndim + 1 or n.shape[1:] != a.shape:
+            raise ValueError(
+                f"negatives must be (N, *anchor.shape) = (N, {tuple(a.shape)}), got {tuple(n.shape)}"
+            )
+        d_ap = (a - p).abs().mean()
+        d_an = (a.unsqueeze(0) - n).abs().sum(0).mean()
+        total = total + w * d_ap / (d_an + CONTRAST_EPS)
+    return total
+
+
+def codebook_distribution(squared_distances: torch.Tensor) -> torch.Tensor:
+    """Per-position category distribution over the codebook: softmax of the negative squared distance (Eq. 8).
+
+    The released code computes ``softmax(max_d - d)``, which is the same distribution.
+    """
+    return torch.softmax(-squared_distances, dim=-1)
+
+
+def dmm_cross_entropy(
+    student_distances: torch.Tensor,
+    teacher_distances: torch.Tensor,
+    mode: Literal["paper", "code"] = "paper",
+) -> torch.Tensor:
+    """Cross-entropy from the teacher's to the student's codebook distribution, averaged over positions.
+
+    Args:
+        student_distances, teacher_distances: (P, M) squared distances of P positions to M codes.
+        mode: ``"paper"`` is Eq. 9, ``-sum_m C_T[m] log C_S[m]`` (computed with log-softmax for stability,
+            minimised at C_S = C_T). ``"code"`` is the released ``F.cross_entropy(C_S, C_T)``: PyTorch
+            treats the student's *probabilities* C_S as logits, so the loss is ``-sum_m C_T[m] log
+            softmax(C_S)[m]``, which is not minimised at C_S = C_T.
+    """
+    if student_distances.shape != teacher_distances.shape:
+        raise ValueError(
+            f"student and teacher distances differ in shape: {tuple(student_distances.shape)} vs "
+            f"{tuple(teacher_distances.shape)}"
+        )
+    target = codebook_distribution(teacher_distances)
+    if mode == "paper":
+        log_student = torch.log_softmax(-student_distances, dim=-1)
+    elif mode == "code":
+        log_student = torch.log_softmax(codebook_distribution(student_distances), dim=-1)
+    else:
+        raise ValueError(f"dmm_ce_mode must be 'paper' or 'code', got {mode!r}")
+    return -(target * log_student).sum(-1).mean()
+
+
+def spatial_affinity(feature: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(B, C, H, W) -> (B, HW, HW) cosine similarities between the positions' channel vectors (FAKD's SA)."""
+    flat = feature.flatten(2)
+    flat = flat / (flat.pow(2).sum(1, keepdim=True).sqrt() + eps)
+    return flat.transpose(1, 2) @ flat
+
+
+def fakd_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Sum over positions of the mean L1 between student and teacher spatial-affinity matrices.
+
+    Unlike the DUKD-repo implementation (which wraps the per-position losses in ``torch.tensor([...])`` and so
+    detaches them), the gradient reaches the student.
+    """
+    if len(student_feats) != len(teacher_feats):
+        raise ValueError(f"{len(student_feats)} student vs {len(teacher_feats)} teacher feature maps")
+    total = student_feats[0].new_zeros(())
+    for s, t in zip(student_feats, teacher_feats):
+        if s.shape[-2:] != t.shape[-2:]:
+            raise ValueError(f"FAKD needs equal spatial sizes, got {tuple(s.shape)} and {tuple(t.shape)}")
+        total = total + F.l1_loss(spatial_affinity(s), spatial_affinity(t))
+    return total

@@ -1,0 +1,66 @@
+"""Pieces shared by the super-resolution backbones (BasicSR layout, so official weights map one to one)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
+"""Mean colour of DIV2K, subtracted by EDSR, RCAN and SwinIR before the body (BasicSR ``rgb_mean``)."""
+
+FeaturePosition = int | str
+"""Where a backbone exposes a feature map for FAKD: ``"conv_first"``, a block/group index, ``"conv_after_body"``."""
+
+
+class PixelShuffleUpsample(nn.Sequential):
+    """``log2(scale)`` x (conv to 4C + PixelShuffle(2)) for powers of two, or conv to 9C + PixelShuffle(3).
+
+    The layout (indices 0, 2, ... are convolutions) is BasicSR's ``Upsample`` so checkpoints load directly.
+    """
+
+    def __init__(self, scale: int, num_feat: int):
+        layers: list[nn.Module] = []
+        if scale >= 1 and scale & (scale - 1) == 0:
+            for _ in range(int(math.log2(scale))):
+                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"upscale {scale} is not supported; use a power of two or 3")
+        super().__init__(*layers)
+
+
+def check_positions(positions: Sequence[FeaturePosition], num_blocks: int, arch: str) -> None:
+    """Validates FAKD feature positions against a backbone with ``num_blocks`` body blocks."""
+    for position in positions:
+        if isinstance(position, str):
+            if position not in ("conv_first", "conv_after_body"):
+                raise ValueError(
+                    f"{arch}: unknown feature position {position!r}; use 'conv_first', 'conv_after_body' "
+                    f"or a block index in 0..{num_blocks - 1}"
+                )
+        elif not 0 <= position < num_blocks:
+            raise ValueError(f"{arch}: feature position {position} is outside the body's 0..{num_blocks - 1}")
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all, or only those with ``requires_grad``)."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> tuple[torch.Tensor, int, int]:
+    """Pads an NCHW tensor on the bottom/right to a multiple of ``multiple`` (SwinIR test-time padding).
+
+    Returns the padded tensor and the bottom/right padding, so the output can be cropped back.
+    """
+    height, width = x.shape[-2:]
+    pad_h = (multiple - height % multiple) % multiple
+    pad_w = (multiple - width % multiple) % multiple
+    if pad_h or pad_w:
+        if mode == "reflect" and (pad_h >= height or pad_w >= width):
+            mode = "replicate"  # reflect padding needs the pad to be smaller than the side
+        x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    return x, pad_h, pad_w

@@ -1,0 +1,138 @@
+"""Lightning modules: the distillation trainer (every method) and the stand-in encoder's VQ autoencoder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from paperzoo_dckd.configuration import EncoderTrainConfig, TrainConfig
+from paperzoo_dckd.modeling_dckd import Distiller
+from paperzoo_dckd.models.vqgan import VQGANEncoder
+
+
+class DistillationModule(L.LightningModule):
+    """Trains ``distiller.student`` with the distiller's losses; keeps the EMA and history model in step.
+
+    Args:
+        distiller: the student, its EMA/history copies, the frozen teacher/encoder and the method.
+        train: optimiser settings (Adam, MultiStepLR), as in the released configs.
+        scale: the SR factor (crop border of the Fig. 8b PSNR).
+        track_batch: a fixed ``{"lq", "gt"}`` batch on which :meth:`Distiller.history_gap` is measured
+            every ``track_every`` iterations (Fig. 8b); the curve is kept in ``self.curve`` and in checkpoints.
+        seed: seed of the degradation generator (combined with the rank and the start step).
+    """
+
+    def __init__(
+        self,
+        distiller: Distiller,
+        train: TrainConfig,
+        scale: int,
+        track_batch: dict[str, torch.Tensor] | None = None,
+        track_every: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.distiller = distiller
+        self.train_cfg = train
+        self.scale = scale
+        self.track_batch = track_batch
+        self.track_every = track_every
+        self.seed = seed
+        self.curve: list[dict[str, float]] = []
+        self.start_step: int | None = None
+
+    def configure_optimizers(self):
+        cfg = self.train_cfg
+        params = [p for p in self.distiller.student.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_fit_start(self) -> None:
+        self.distiller.frozen_to(self.device)
+
+    def on_train_start(self) -> None:
+        # After a resume the checkpoint is loaded by now: continue the data and noise streams where they were.
+        self.start_step = int(self.global_step)
+        self.distiller.generator.manual_seed(hash((self.seed, self.global_rank, self.start_step)) % (2**63))
+        loader = self.trainer.train_dataloader
+        dataset = getattr(loader, "dataset", None)
+        if hasattr(dataset, "offset"):
+            dataset.offset = self.start_step * self.train_cfg.batch_size * self.trainer.world_size
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        terms = self.distiller.training_losses(batch["lq"], batch["gt"])
+        batch_size = batch["lq"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/{name}", value.detach(), prog_bar=name == "total", batch_size=batch_size)
+        return terms["total"]
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        iteration = int(self.global_step)  # optimizer steps so far = BasicSR's current_iter
+        self.distiller.after_optimizer_step(iteration)
+        if self.track_batch is not None and self.track_every and iteration % self.track_every == 0:
+            lq = self.track_batch["lq"].to(self.device)
+            gt = self.track_batch["gt"].to(self.device)
+            self.curve.append({"iteration": iteration, **self.distiller.history_gap(lq, gt, self.scale)})
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["dckd_curve"] = list(self.curve)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.curve = list(checkpoint.get("dckd_curve", []))
+
+
+class SmallDecoder(nn.Module):
+    """Decoder of the stand-in VQ autoencoder (training only; DCKD uses the encoder alone)."""
+
+    def __init__(self, embed_dim: int, ch: int, levels: int = 4):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(embed_dim, ch * 4, 3, 1, 1), nn.SiLU()]
+        width = ch * 4
+        for _ in range(levels):
+            out = max(ch, width // 2)
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, out, 3, 1, 1), nn.SiLU()]
+            width = out
+        layers.append(nn.Conv2d(width, 3, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+class VQAutoencoderModule(L.LightningModule):
+    """Trains a :class:`VQGANEncoder` as a VQ-VAE (van den Oord et al.): L1 reconstruction through the
+    straight-through quantiser + codebook loss + ``commitment`` x commitment loss. Stand-in for the
+    pretrained taming VQGAN, which cannot be downloaded here."""
+
+    def __init__(self, encoder: VQGANEncoder, config: EncoderTrainConfig, ch: int):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = SmallDecoder(encoder.quant_conv.out_channels, ch)
+        self.config = config
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=self.config.lr, betas=(0.5, 0.9))
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x = batch["gt"]
+        z = self.encoder.embed(x)
+        distances = self.encoder.quantize.squared_distances(z)
+        codes = self.encoder.quantize.embedding(distances.argmin(1))
+        codes = codes.view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)
+        quantised = z + (codes - z).detach()  # straight-through estimator
+        recon = self.decoder(quantised)
+        rec = F.l1_loss(recon, x)
+        codebook = F.mse_loss(codes, z.detach())
+        commit = F.mse_loss(z, codes.detach())
+        loss = rec + codebook + self.config.commitment * commit
+        self.log_dict(
+            {"vq/rec": rec.detach(), "vq/codebook": codebook.detach()}, prog_bar=True, batch_size=x.shape[0]
+        )
+        return loss
