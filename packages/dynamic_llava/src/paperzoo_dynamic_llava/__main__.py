@@ -1,0 +1,3 @@
+from paperzoo_dynamic_llava.cli import main
+
+raise SystemExit(main())
