@@ -59,7 +59,8 @@ def _build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="regenerate REPRODUCTION.md, results/*/*.md and README results blocks from the committed results",
-        description="Regenerate, from the committed results/{full,mini}/*.json of every installed paper: the root "
+        description="Regenerate, from the committed results/{full,mini}/*.json of every paper installed from this checkout "
+        "(editable, under --root): the root "
         "REPRODUCTION.md, each results markdown, and each '<!-- paperzoo:results mini/<table> -->' block of "
         "a package README.",
     )
@@ -111,7 +112,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    files = generated_files(discover_papers(), args.root)
+    # Only the papers of this checkout: an editable install from another clone must not leak into it.
+    root = args.root.resolve()
+    papers = {
+        name: paper
+        for name, paper in discover_papers().items()
+        if (source := paper.source_root()) is not None and source.resolve().is_relative_to(root)
+    }
+    files = generated_files(papers, args.root)
     stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:
