@@ -1,0 +1,3 @@
+from paperzoo_flashsloth.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from paperzoo_huwsod.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""``paperzoo-huwsod``: prepare data, pretrain, train, evaluate and convert checkpoints.
+
+    paperzoo-huwsod prepare  --config mini
+    paperzoo-huwsod train    --config mini --method huwsod --out runs/huwsod
+    paperzoo-huwsod eval     --config mini --method huwsod --weights runs/huwsod/model.pt --tta
+    paperzoo-huwsod convert  resnet18_ws_model_120_d2.pkl wsr18.pt
+
+``--config`` is a preset name (smoke, mini, full, full_coco) or a YAML path; ``--set key=value`` overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _config(args: argparse.Namespace):
+    from paperzoo_huwsod.configuration import HUWSODConfig, apply_method
+    from paperzoo_huwsod.paper import PAPER
+    from paperzoo_shared.config import load_config
+
+    path = Path(args.config)
+    if not path.suffix:
+        path = PAPER.data_root() / "configs" / f"{args.config}.yaml"
+    config = load_config(HUWSODConfig, path, overrides=args.set or [])
+    if getattr(args, "method", None):
+        config = apply_method(config, args.method)
+    return config
+
+
+def _cache(args: argparse.Namespace) -> Path:
+    from paperzoo_huwsod.reproduce import cache_root
+
+    return Path(args.cache) if args.cache else cache_root() / "data"
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from paperzoo_huwsod.data import dataset_root, write_weak_labels
+
+    config = _config(args)
+    root = dataset_root(config.data, _cache(args))
+    splits = {*config.data.train_splits, config.data.test_split, *config.data.corloc_splits}
+    if config.data.val_split:
+        splits.add(config.data.val_split)
+    for split in sorted(splits):
+        path = (
+            write_weak_labels(config.data, root, split, force=args.force)
+            if config.data.format != "shapes"
+            else None
+        )
+        print(f"{split}: {path or root}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from paperzoo_huwsod.train import pretrain_backbone
+
+    config = _config(args)
+    path = pretrain_backbone(config, Path(args.out), _cache(args), progress=True)
+    print(path)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from paperzoo_huwsod.train import fit
+
+    config = _config(args)
+    weights = fit(
+        config,
+        Path(args.out),
+        cache_dir=_cache(args),
+        backbone_weights=Path(args.backbone) if args.backbone else None,
+        progress=not args.no_progress,
+    )
+    print(weights)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from paperzoo_huwsod.data import dataset_root, offline_proposals
+    from paperzoo_huwsod.evaluate import predict
+    from paperzoo_huwsod.reproduce import class_names_of, evaluate_detections
+    from paperzoo_huwsod.train import load_model
+
+    config = _config(args)
+    if args.tta:
+        config.eval.tta = True
+    model, names = load_model(config, Path(args.weights))
+    root = dataset_root(config.data, _cache(args))
+    if names != class_names_of(config, root):
+        raise SystemExit(
+            f"the weights were trained on classes {names}, the data has {class_names_of(config, root)}"
+        )
+
+    def run(records):
+        proposals = offline_proposals(records, config.model.proposals, _cache(args), config.data.skip_bad)
+        return predict(
+            model,
+            records,
+            config.eval,
+            tta=config.eval.tta,
+            skip_bad=config.data.skip_bad,
+            progress=True,
+            proposals=proposals,
+        )
+
+    metrics = evaluate_detections(config, root, names, run)
+    print(json.dumps({k: round(v, 3) for k, v in metrics.items()}, indent=1))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from paperzoo_huwsod.convert import convert_file
+
+    summary = convert_file(args.src, args.dst)
+    print(json.dumps({**summary, "skipped": summary["skipped"][:20]}, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="paperzoo-huwsod", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser, method: bool = True) -> None:
+        p.add_argument(
+            "--config", default="mini", help="preset name (smoke, mini, full, full_coco) or a YAML path"
+        )
+        p.add_argument(
+            "--set", action="append", metavar="KEY=VALUE", help="dotted config override (repeatable)"
+        )
+        p.add_argument(
+            "--cache", default="", help="where generated data is kept (default: the paperzoo-huwsod cache)"
+        )
+        if method:
+            p.add_argument("--method", default="", help="apply a method's flags (wsddn, oicr, huwsod, ...)")
+
+    p = sub.add_parser("prepare", help="generate WSOD-Shapes or write the image-label files of VOC/COCO")
+    common(p, method=False)
+    p.add_argument("--force", action="store_true", help="rewrite existing image-label files")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser(
+        "pretrain", help="stage 0: the backbone as a multi-label classifier on the image labels"
+    )
+    common(p, method=False)
+    p.add_argument("--out", required=True, help="output file (.pt)")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("train", help="train a detector (resumes from OUT/checkpoints/last.ckpt)")
+    common(p)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--backbone", default="", help="stage-0 or converted backbone weights")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate trained weights: mAP, COCO AP and CorLoc")
+    common(p)
+    p.add_argument("--weights", required=True, help="model.pt written by train")
+    p.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("convert", help="official detectron2 checkpoint (.pkl/.pth) -> ours")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
