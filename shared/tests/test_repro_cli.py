@@ -273,3 +273,26 @@ def test_markdown_has_no_empty_paper_columns():
     assert "| Row | Acc (ours) | Acc (paper) | Items | Paper row |" in markdown
     assert "| A | 50.0 | — | — | — |" in markdown and "| B | — | 60.0 | — | Paper B |" in markdown
     assert "- B: shared teacher" in markdown
+
+
+def test_git_info_flags_code_changes_but_not_run_outputs(tmp_path):
+    from paperzoo_shared.repro import git_info
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    package = tmp_path / "packages" / "p"
+    (package / "src").mkdir(parents=True)
+    (package / "src" / "model.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert git_info(package)["dirty"] is False
+    (package / "results" / "mini").mkdir(parents=True)
+    (package / "results" / "mini" / "plot.png").write_bytes(b"png")  # written by the run itself
+    assert git_info(package)["dirty"] is False
+    (package / "src" / "new.py").write_text("")  # untracked code
+    assert git_info(package)["dirty"] is True
+    (package / "src" / "new.py").unlink()
+    (package / "src" / "model.py").write_text("x = 2\n")  # modified code
+    assert git_info(package)["dirty"] is True

@@ -357,7 +357,8 @@ def git_info(directory: Path) -> dict[str, Any]:
     """The commit of the checkout holding ``directory`` and whether ``directory`` differs from it.
 
     ``dirty`` counts modified and untracked (not ignored) files under ``directory``, so results produced
-    by code that was never committed say so.
+    by code that was never committed say so. ``directory/results`` is left out: it holds what runs write
+    (plots, other tables), not code.
     """
 
     def git(*args: str) -> str:
@@ -367,7 +368,7 @@ def git_info(directory: Path) -> dict[str, Any]:
 
     try:
         commit = git("rev-parse", "HEAD")
-        dirty = bool(git("status", "--porcelain", "--", "."))
+        dirty = bool(git("status", "--porcelain", "--", ".", ":(exclude)results"))
     except (subprocess.SubprocessError, FileNotFoundError, NotADirectoryError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
