@@ -439,8 +439,10 @@ def build_results(
     command: str,
     started_at: str,
     cpu_time_s: float | None = None,
+    git: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The results JSON (see the module docstring of :mod:`paperzoo_shared.repro`)."""
+    """The results JSON (see the module docstring of :mod:`paperzoo_shared.repro`). ``git`` is the state of
+    the checkout when the run started (read now when not given)."""
     table = request.table
     rows = []
     for row in result.rows:
@@ -479,7 +481,7 @@ def build_results(
         "cpu_time_s": None if cpu_time_s is None else round(cpu_time_s, 2),
         "config_hash": config_hash(config) if config is not None else None,
         "config": config,
-        "git": git_info(Path(source)),
+        "git": git if git is not None else git_info(Path(source)),
         "versions": package_versions([request.paper.distribution]),
         "machine": machine_info(),
         "metrics": [dataclasses.asdict(m) for m in table.metrics],
@@ -624,6 +626,7 @@ def run_reproduction(
             ledger=RunLedger(out / f"{table.id}.partial.jsonl"),
         )
         started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        git = git_info(paper.source_root() or out)  # the code that runs: commits made meanwhile do not count
         cpu_start = cpu_time()
         start = time.perf_counter()
         result = reproduce(request)
@@ -635,6 +638,7 @@ def run_reproduction(
             cpu_time_s=cpu_time() - cpu_start,
             command=command,
             started_at=started_at,
+            git=git,
         )
         markdown = render_markdown(results)
         json_path = out / f"{table.id}.json"
