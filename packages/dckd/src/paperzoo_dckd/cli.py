@@ -77,10 +77,20 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     results = {}
     for name, pairs in load_test_sets(config).items():
-        result = evaluate(model, pairs, config.data.scale, device=device, max_images=config.eval_max_images)
+        result = evaluate(
+            model,
+            pairs,
+            config.data.scale,
+            device=device,
+            y_channel=config.evaluation.y_channel,
+            crop_border=config.evaluation.crop_border,
+            max_images=config.eval_max_images,
+        )
         results[name] = {"psnr": result["psnr"], "ssim": result["ssim"]}
+        channel = "Y" if config.evaluation.y_channel else "RGB"
         print(
-            f"{name}: PSNR-Y {result['psnr']:.4f} dB, SSIM-Y {result['ssim']:.4f} ({len(result['per_image'])} images)"
+            f"{name}: PSNR-{channel} {result['psnr']:.4f} dB, SSIM-{channel} {result['ssim']:.4f} "
+            f"({len(result['per_image'])} images)"
         )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
@@ -160,16 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=cmd_train)
 
-    evaluate = commands.add_parser("eval", help="PSNR-Y/SSIM-Y (crop = scale) on the config's test sets")
+    evaluate = commands.add_parser(
+        "eval", help="PSNR/SSIM on the config's test sets (Y, crop = scale for SR; see evaluation.*)"
+    )
     _add_config(evaluate)
     evaluate.add_argument("--weights", type=Path, help="weights of the evaluated model (ours or official)")
-    evaluate.add_argument("--format", default="auto", help="auto, ours, official_swinir, official_rcan")
+    evaluate.add_argument(
+        "--format",
+        default="auto",
+        help="auto, ours, official_swinir, official_rcan, official_nafnet, official_restormer",
+    )
     evaluate.add_argument("--model", choices=["student", "teacher"], default="student")
     evaluate.add_argument("--json", type=Path, help="also write the results here")
     evaluate.set_defaults(func=cmd_eval)
 
     convert = commands.add_parser(
-        "convert", help="official SwinIR/RCAN/VQGAN weights -> ours (strict key check)"
+        "convert", help="official SwinIR/RCAN/NAFNet/Restormer/VQGAN weights -> ours (strict key check)"
     )
     convert.add_argument("input", type=Path)
     convert.add_argument("output", type=Path)
@@ -177,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--scale", type=int, default=None, help="SR scale (sets upscale)")
     convert.add_argument("--options", default="{}", help="extra constructor options as JSON")
     convert.add_argument(
-        "--format", default="auto", help="auto, official_swinir, official_rcan, taming_vqgan"
+        "--format",
+        default="auto",
+        help="auto, official_swinir, official_rcan, official_nafnet, official_restormer, taming_vqgan",
     )
     convert.set_defaults(func=cmd_convert)
 

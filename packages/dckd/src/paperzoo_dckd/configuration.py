@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+ADDED = {"fingerprint": "omit_default"}
+"""``field(metadata=ADDED)`` marks a key added after the committed mini results: while it keeps its default it
+is left out of :func:`fingerprint_dict`, so the cached runs (``final.pt``, the ledger) of configs that do not
+use it stay valid."""
+
+RESTORATION_SOURCES: dict[str, tuple[str, str]] = {"gopro": ("blur", "sharp"), "rain13k": ("input", "target")}
+"""Same-size (scale 1) paired sources and their default (LQ, GT) sub-folder names."""
 METHODS: dict[str, dict[str, bool]] = {
     # Which loss terms each method (table row) uses. rec = L1(student, GT) is always on.
     "scratch": {"kd": False, "fakd": False, "dcr": False, "dmm": False, "lcr": False},
@@ -55,7 +62,15 @@ class ModelConfig:
     """Constructor arguments on top of the preset (e.g. ``upscale``, ``num_feat``); unknown ones are errors."""
     checkpoint: Path | None = None
     """Weights to load strictly (ours, or an official SwinIR/RCAN/taming-VQGAN file; see ``checkpoint_format``)."""
-    checkpoint_format: Literal["auto", "ours", "official_swinir", "official_rcan", "taming_vqgan"] = "auto"
+    checkpoint_format: Literal[
+        "auto",
+        "ours",
+        "official_swinir",
+        "official_rcan",
+        "official_nafnet",
+        "official_restormer",
+        "taming_vqgan",
+    ] = "auto"
     """How to read ``checkpoint``; ``auto`` picks from the keys found in the file."""
 
     def __post_init__(self) -> None:
@@ -171,6 +186,24 @@ class DCKDConfig:
 
 
 @dataclass
+class ProgressiveStage:
+    """One stage of a progressive patch/batch schedule (Restormer's ``gt_sizes``/``mini_batch_sizes``)."""
+
+    start: int = 0
+    """First optimizer step (0-based) of the stage."""
+    lr_patch: int = 128
+    """Input patch size of the stage (the GT patch is ``lr_patch * scale``)."""
+    batch_size: int = 64
+    """Batch size per device of the stage."""
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.lr_patch < 1 or self.batch_size < 1:
+            raise ValueError(
+                f"progressive stage needs start >= 0, lr_patch >= 1, batch_size >= 1, got {self}"
+            )
+
+
+@dataclass
 class TrainConfig:
     """Optimisation and the Lightning Trainer."""
 
@@ -186,6 +219,23 @@ class TrainConfig:
     milestones: list[int] = field(default_factory=lambda: [250000])
     """MultiStepLR milestones (released: [250000] = no decay within 250k; the paper says x0.1 every 1e5)."""
     gamma: float = 0.1
+    optimizer: Literal["adam", "adamw"] = field(default="adam", metadata=ADDED)
+    """``adam`` (SR, released) or ``adamw`` (decoupled weight decay; NAFNet and Restormer)."""
+    scheduler: Literal["multistep", "cosine"] = field(default="multistep", metadata=ADDED)
+    """``multistep`` (``milestones``/``gamma``) or ``cosine``: cosine annealing in the periods ``cosine_periods``,
+    each from ``lr`` down to its ``eta_mins`` entry, restarting at ``lr`` (BasicSR's
+    ``CosineAnnealingRestartCyclicLR`` with restart weights 1; one period = ``CosineAnnealingLR``). Past the
+    last period the last ``eta_min`` is kept."""
+    cosine_periods: list[int] = field(default_factory=list, metadata=ADDED)
+    """Lengths of the cosine periods in iterations (NAFNet: [200000]; Restormer: [92000, 208000])."""
+    eta_mins: list[float] = field(default_factory=list, metadata=ADDED)
+    """Final learning rate of each cosine period (NAFNet: [1e-7]; Restormer: [3e-4, 1e-6], i.e. constant
+    3e-4 for 92k iterations, then cosine to 1e-6)."""
+    grad_clip_norm: float = field(default=0.0, metadata=ADDED)
+    """Clip the gradient norm of the student to this value (0 = off; Restormer's ``use_grad_clip``: 0.01)."""
+    progressive: list[ProgressiveStage] = field(default_factory=list, metadata=ADDED)
+    """Progressive patch/batch schedule (Restormer): stages ``{start, lr_patch, batch_size}``; the first
+    stage starts at 0 and replaces ``lr_patch``/``batch_size``. Empty = fixed patch and batch."""
     ema_decay: float = 0.999
     """Decay of the student EMA used for evaluation and as the history model's source."""
     use_flip: bool = True
@@ -226,6 +276,32 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if len(self.betas) != 2:
             raise ValueError(f"betas must be two numbers, got {self.betas}")
+        if self.scheduler == "cosine":
+            if not self.cosine_periods or len(self.cosine_periods) != len(self.eta_mins):
+                raise ValueError(
+                    "scheduler 'cosine' needs cosine_periods and eta_mins of the same, non-zero length, got "
+                    f"{self.cosine_periods} and {self.eta_mins}"
+                )
+            if any(p < 1 for p in self.cosine_periods):
+                raise ValueError(f"cosine_periods must be positive, got {self.cosine_periods}")
+        if self.grad_clip_norm < 0:
+            raise ValueError(f"grad_clip_norm must be >= 0, got {self.grad_clip_norm}")
+        if self.progressive:
+            starts = [stage.start for stage in self.progressive]
+            if starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
+                raise ValueError(f"progressive stages must start at 0 and increase, got starts {starts}")
+
+    def stage_at(self, iteration: int) -> tuple[int, int]:
+        """(lr_patch, batch_size) of the optimizer step ``iteration`` (0-based: steps already taken)."""
+        if not self.progressive:
+            return self.lr_patch, self.batch_size
+        stage = [s for s in self.progressive if s.start <= iteration][-1]
+        return stage.lr_patch, stage.batch_size
+
+    @property
+    def max_batch_size(self) -> int:
+        """The largest batch of any stage (the sample indices of a step are spaced by it)."""
+        return max([self.batch_size, *(s.batch_size for s in self.progressive)])
 
 
 @dataclass
@@ -240,10 +316,12 @@ class TestSetConfig:
 @dataclass
 class DataConfig:
     scale: int = 2
-    """Super-resolution factor (2, 3 or 4)."""
-    source: Literal["skimage", "folders"] = "skimage"
+    """Super-resolution factor (2, 3 or 4); 1 for the same-size restoration sources (gopro, rain13k)."""
+    source: Literal["skimage", "folders", "gopro", "rain13k"] = "skimage"
     """``skimage``: the fixed skim-SR split of the scikit-image images (LR by MATLAB bicubic);
-    ``folders``: paired LR/HR folders (DIV2K for training, benchmark sets for testing)."""
+    ``folders``: paired LR/HR folders (DIV2K for training, benchmark sets for testing);
+    ``gopro``: deblurring pairs ``<dir>/<scene>/{blur,sharp}/*.png``; ``rain13k``: deraining pairs
+    ``<dir>/{input,target}/*`` (Restormer's layout). For the last two see ``train_dir`` and ``test_dirs``."""
     train_hr_dir: Path | None = None
     """HR training folder, e.g. datasets/DIV2K/DIV2K_train_HR_sub (``folders`` only)."""
     train_lr_dir: Path | None = None
@@ -254,8 +332,40 @@ class DataConfig:
     """Named test sets (Set5, Set14, B100, Urban100, Manga109) for ``folders``."""
     skimage_crop: int | None = None
     """skimage only: centre-crop every HR image to at most this size (smoke preset)."""
+    train_dir: Path | None = field(default=None, metadata=ADDED)
+    """gopro/rain13k: the training folder, holding ``<lq_name>/`` and ``<gt_name>/`` directly (Rain13K:
+    datasets/Deraining/train/Rain13K) or in one sub-folder per scene (GoPro: datasets/GoPro/train)."""
+    test_dirs: dict[str, Path] = field(default_factory=dict, metadata=ADDED)
+    """gopro/rain13k: named test folders in the same layout (GoPro; Test100, Rain100H, Rain100L, Test2800,
+    Test1200)."""
+    lq_name: str | None = field(default=None, metadata=ADDED)
+    """gopro/rain13k: name of the degraded-image sub-folders (default: blur for gopro, input for rain13k)."""
+    gt_name: str | None = field(default=None, metadata=ADDED)
+    """gopro/rain13k: name of the ground-truth sub-folders (default: sharp for gopro, target for rain13k)."""
+
+    @property
+    def is_restoration(self) -> bool:
+        """True for the same-size (scale 1) sources gopro and rain13k."""
+        return self.source in RESTORATION_SOURCES
+
+    @property
+    def folder_names(self) -> tuple[str, str]:
+        """(LQ, GT) sub-folder names of a restoration source."""
+        lq, gt = RESTORATION_SOURCES[self.source]
+        return self.lq_name or lq, self.gt_name or gt
 
     def __post_init__(self) -> None:
+        if self.is_restoration:
+            if self.scale != 1:
+                raise ValueError(
+                    f"data.source {self.source!r} pairs same-size images: data.scale must be 1, got {self.scale}"
+                )
+            if self.train_dir is None:
+                raise ValueError(
+                    f"data.source is {self.source!r} but data.train_dir is not set; pass it with "
+                    "--set data.train_dir=/path/to/folder"
+                )
+            return
         if self.scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
         if self.source == "folders":
@@ -265,6 +375,20 @@ class DataConfig:
                     f"data.source is 'folders' but data.{missing[0]} is not set; pass it with "
                     f"--set data.{missing[0]}=/path/to/folder"
                 )
+
+
+@dataclass
+class EvalConfig:
+    """How PSNR/SSIM are computed (``paperzoo_shared.metrics.image``, BasicSR-exact)."""
+
+    y_channel: bool = True
+    """PSNR/SSIM on the Y channel (SR, deraining) or, when false, on RGB (deblurring)."""
+    crop_border: int | None = None
+    """Pixels cropped from each edge before measuring; ``None`` = the scale (SR); 0 for deblurring/deraining."""
+
+    def __post_init__(self) -> None:
+        if self.crop_border is not None and self.crop_border < 0:
+            raise ValueError(f"evaluation.crop_border must be >= 0, got {self.crop_border}")
 
 
 @dataclass
@@ -319,6 +443,8 @@ class ExperimentConfig:
     fig8b: Fig8bConfig = field(default_factory=Fig8bConfig)
     eval_max_images: int = 0
     """Evaluate on at most this many images per test set (0 = all)."""
+    evaluation: EvalConfig = field(default_factory=EvalConfig, metadata=ADDED)
+    """Metric convention: Y with crop = scale (SR, default), RGB with crop 0 (GoPro), Y with crop 0 (deraining)."""
     parallel_jobs: int = 1
     """Train this many (row, seed) runs at once in separate processes (CPU presets: one per core, each with
     ``train.threads`` threads); 1 runs everything in this process."""
@@ -336,3 +462,36 @@ class ExperimentConfig:
                 raise ValueError(
                     f"paper_rows has unknown method {method!r}; valid: {', '.join(METHOD_LABELS)}"
                 )
+
+
+def fingerprint_dict(config: Any) -> Any:
+    """``paperzoo_shared.config.to_dict(config)`` without the keys marked :data:`ADDED` that hold their
+    default: the input of every cache fingerprint (trained runs, ledger rows)."""
+    from paperzoo_shared.config import to_dict
+
+    data = to_dict(config)
+    _drop_added_defaults(config, data)
+    return data
+
+
+def _drop_added_defaults(config: Any, data: Any) -> None:
+    import dataclasses
+
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        for f in dataclasses.fields(config):
+            value = getattr(config, f.name)
+            if f.metadata.get("fingerprint") == "omit_default":
+                if f.default is not dataclasses.MISSING:
+                    default = f.default
+                else:
+                    default = f.default_factory()  # type: ignore[misc]
+                if value == default:
+                    data.pop(f.name, None)
+                    continue
+            _drop_added_defaults(value, data.get(f.name))
+    elif isinstance(config, (list, tuple)) and isinstance(data, list):
+        for item, sub in zip(config, data):
+            _drop_added_defaults(item, sub)
+    elif isinstance(config, dict) and isinstance(data, dict):
+        for key, item in config.items():
+            _drop_added_defaults(item, data.get(str(key)))

@@ -8,6 +8,10 @@ Supported sources:
   ``relative_position_index`` and ``attn_mask`` are recomputed here and dropped);
 * official RCAN (EDSR-PyTorch layout, ``RCAN_BIX{2,3,4}.pt``: ``head``, ``body.{g}.body.{b}.body.{0,2,3}``,
   ``tail``) and BasicSR RCAN (as produced by DUKD's conversion script);
+* official NAFNet (``NAFNet-GoPro-width32.pth``) and Restormer (``motion_deblurring.pth``, ``deraining.pth``)
+  weights, ``{"params": ...}`` in the official parameter names, which ours follow (``intro``, ``encoders``,
+  ``middle_blks``, ``ending`` / ``patch_embed``, ``encoder_level1``, ``latent``, ``refinement``, ``output``);
+  a ``module.`` prefix left by DataParallel is dropped;
 * taming-transformers VQGAN checkpoints (``state_dict`` with ``encoder.*``, ``quant_conv.*``,
   ``quantize.embedding.weight``; decoder and loss weights are ignored and listed).
 
@@ -130,6 +134,12 @@ def convert_official_rcan(state: Mapping[str, torch.Tensor]) -> dict[str, torch.
     return out
 
 
+def convert_official_restoration(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official NAFNet / Restormer weights -> ours: our parameter names are the official ones, so only a
+    ``module.`` prefix is dropped; the strict load then names any key that does not match."""
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
 def convert_taming_vqgan(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Keeps the encoder, quant_conv and codebook; returns them and the ignored keys (decoder, loss, ...)."""
     keep = ("encoder.", "quant_conv.", "quantize.embedding.weight")
@@ -139,11 +149,15 @@ def convert_taming_vqgan(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, t
 
 
 def detect_format(state: Mapping[str, torch.Tensor]) -> str:
-    keys = set(state)
+    keys = {k.removeprefix("module.") for k in state}  # DataParallel prefix
     if any(k.startswith("decoder.") or k.startswith("loss.") for k in keys) and "quant_conv.weight" in keys:
         return "taming_vqgan"
     if "head.0.weight" in keys and any(k.startswith("tail.") for k in keys):
         return "official_rcan"
+    if "intro.weight" in keys and "ending.weight" in keys:
+        return "official_nafnet"
+    if "patch_embed.proj.weight" in keys and "output.weight" in keys:
+        return "official_restormer"
     if any(k.endswith(SWINIR_BUFFERS) for k in keys):
         return "official_swinir"
     return "ours"
@@ -198,6 +212,8 @@ def load_weights(
         state = convert_official_swinir(state)
     elif fmt == "official_rcan":
         state = convert_official_rcan(state)
+    elif fmt in ("official_nafnet", "official_restormer"):
+        state = convert_official_restoration(state)
     elif fmt == "taming_vqgan":
         state, ignored = convert_taming_vqgan(state)
     elif fmt != "ours":

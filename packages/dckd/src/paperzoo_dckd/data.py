@@ -10,12 +10,15 @@
 * :class:`PatchDataset` samples aligned LR/HR patches with BasicSR's augmentation (horizontal flip, vertical
   flip, transpose); :class:`PairedImage` holds a test pair, HR mod-cropped to ``LR size * scale``.
 * :func:`skimage_sr_split` is the mini preset's fixed split of the scikit-image images ("skim-SR").
+* :func:`pair_restoration_folder` pairs same-size degraded/clean images (scale 1) in the GoPro layout
+  (``train/<scene>/{blur,sharp}/*.png``) and the Rain13K/Restormer layout (``train/Rain13K/{input,target}``,
+  ``test/<set>/{input,target}``) by relative path; :class:`LazyPairs` reads test pairs one at a time.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +157,11 @@ def check_pair_sizes(lr: np.ndarray, hr: np.ndarray, scale: int, lr_name: str, h
     """
     lh, lw = lr.shape[:2]
     hh, hw = hr.shape[:2]
+    if scale == 1 and (hh, hw) != (lh, lw):
+        raise DataError(
+            f"degraded/clean sizes differ: {lr_name} is {lh}x{lw}, its ground truth {hr_name} is {hh}x{hw}; "
+            "same-size pairs are expected (scale 1): replace the broken file"
+        )
     if hh // scale != lh or hw // scale != lw:
         raise DataError(
             f"LR/HR sizes disagree with scale x{scale}: LR {lr_name} is {lh}x{lw}, HR {hr_name} is {hh}x{hw} "
@@ -172,16 +180,95 @@ class PairedImage:
     hr: np.ndarray
 
 
-def load_pair(hr_path: str | Path, lr_path: str | Path, scale: int) -> PairedImage:
+def load_pair(hr_path: str | Path, lr_path: str | Path, scale: int, name: str | None = None) -> PairedImage:
     """Reads a pair (a missing/undecodable file is a DataError naming it) and checks the sizes."""
     hr = read_image(hr_path, channel_order="rgb")
     lr = read_image(lr_path, channel_order="rgb")
     hr = check_pair_sizes(lr, hr, scale, str(lr_path), str(hr_path))
-    return PairedImage(Path(hr_path).stem, lr, np.ascontiguousarray(hr))
+    return PairedImage(name or Path(hr_path).stem, lr, np.ascontiguousarray(hr))
 
 
 def load_paired_folder(hr_dir, lr_dir, scale: int, filename_tmpl: str = "{}") -> list[PairedImage]:
     return [load_pair(h, l, scale) for h, l in pair_folders(hr_dir, lr_dir, filename_tmpl)]
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for path in list_images(folder):
+        if path.stem in files:
+            raise DataError(f"{path} and {files[path.stem]} have the same name; keep one of them")
+        files[path.stem] = path
+    return files
+
+
+def pair_restoration_folder(root: str | Path, lq_name: str, gt_name: str) -> list[tuple[Path, Path, str]]:
+    """Same-size pairs ``(gt_path, lq_path, name)`` of a restoration folder, paired by relative path.
+
+    ``root`` holds ``<lq_name>/`` and ``<gt_name>/`` directly (Rain13K: ``train/Rain13K/{input,target}``) or
+    in one sub-folder per scene (GoPro: ``train/<scene>/{blur,sharp}``; other sub-folders such as
+    ``blur_gamma`` are ignored). Files pair by scene and file stem; ``name`` is ``<scene>/<stem>`` (or the
+    stem). A missing folder, an image without its partner or two files of the same stem are a
+    :class:`DataError` naming the path.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist; check the dataset path in the config")
+    if (root / lq_name).is_dir() or (root / gt_name).is_dir():
+        groups = [root]
+    else:
+        groups = sorted(
+            d for d in root.iterdir() if d.is_dir() and ((d / lq_name).is_dir() or (d / gt_name).is_dir())
+        )
+        if not groups:
+            raise DataError(
+                f"{root} has neither {lq_name}/ and {gt_name}/ nor scene folders holding them (expected "
+                f"{root}/{lq_name}/ or {root}/<scene>/{lq_name}/, with {gt_name}/ beside); check data.train_dir, "
+                "data.test_dirs and data.lq_name/gt_name"
+            )
+    pairs = []
+    for group in groups:
+        for name in (lq_name, gt_name):
+            if not (group / name).is_dir():
+                raise DataError(
+                    f"folder {group / name} does not exist; {group} needs both {lq_name}/ and {gt_name}/"
+                )
+        lq_files, gt_files = _images_by_stem(group / lq_name), _images_by_stem(group / gt_name)
+        for stem, path in sorted(lq_files.items()):
+            if stem not in gt_files:
+                raise DataError(
+                    f"{path} has no ground truth: expected {group / gt_name / stem}.<ext>; add it or remove the image"
+                )
+        for stem, path in sorted(gt_files.items()):
+            if stem not in lq_files:
+                raise DataError(
+                    f"{path} has no degraded partner: expected {group / lq_name / stem}.<ext>; add it or remove the image"
+                )
+            prefix = "" if group == root else f"{group.name}/"
+            pairs.append((path, lq_files[stem], f"{prefix}{stem}"))
+    return pairs
+
+
+class LazyPairs(Sequence):
+    """Test pairs read from disk when accessed (GoPro's and Rain13K's test sets do not fit in memory at once).
+
+    Holds ``(gt_path, lq_path, name)`` triples; indexing returns a :class:`PairedImage`, slicing a LazyPairs.
+    """
+
+    def __init__(self, triples: Sequence[tuple[Path, Path, str]], scale: int = 1):
+        self.triples, self.scale = list(triples), scale
+
+    def __len__(self) -> int:
+        return len(self.triples)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return LazyPairs(self.triples[index], self.scale)
+        gt, lq, name = self.triples[index]
+        return load_pair(gt, lq, self.scale, name)
+
+    def __iter__(self) -> Iterator[PairedImage]:
+        for index in range(len(self)):
+            yield self[index]
 
 
 def make_pair_from_hr(name: str, hr: np.ndarray, scale: int) -> PairedImage:
@@ -221,8 +308,10 @@ class PatchDataset(Dataset):
     """Aligned random LR/HR patches (LR ``lr_patch`` x ``lr_patch``) from paired images.
 
     Sample ``i`` is a deterministic function of ``(seed, i)``, so runs are reproducible. ``pairs`` holds
-    :class:`PairedImage` objects (in memory) or ``(hr_path, lr_path)`` tuples read on demand (DIV2K-sized
-    data). ``length`` is the number of samples per epoch (BasicSR's ``dataset_enlarge_ratio`` x images).
+    :class:`PairedImage` objects (in memory) or ``(hr_path, lr_path[, name])`` tuples read on demand
+    (DIV2K-, GoPro- and Rain13K-sized data). ``length`` is the number of samples per epoch (BasicSR's
+    ``dataset_enlarge_ratio`` x images). An index may be a pair ``(i, lr_patch)``, which overrides the patch
+    size of that sample (the progressive schedule's :class:`ProgressiveBatchSampler`).
     """
 
     def __init__(
@@ -251,11 +340,14 @@ class PatchDataset(Dataset):
             return item
         return load_pair(item[0], item[1], self.scale)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        p = self.lr_patch
+        if isinstance(index, tuple):
+            index, p = index
         rng = np.random.default_rng((self.seed, index + self.offset))
         pair = self._pair(int(rng.integers(len(self.pairs))))
         lh, lw = pair.lr.shape[:2]
-        p, s = self.lr_patch, self.scale
+        s = self.scale
         if lh < p or lw < p:
             raise DataError(f"image {pair.name} ({lh}x{lw} LR) is smaller than the LR patch {p}")
         top, left = int(rng.integers(lh - p + 1)), int(rng.integers(lw - p + 1))
@@ -300,3 +392,39 @@ def skimage_sr_images(names: Sequence[str], scale: int, crop: int | None = None)
 def skimage_sr_split(scale: int, crop: int | None = None) -> tuple[list[PairedImage], list[PairedImage]]:
     """The fixed skim-SR train/test split: (train pairs, test pairs)."""
     return skimage_sr_images(SKIM_SR_TRAIN, scale, crop), skimage_sr_images(SKIM_SR_TEST, scale, crop)
+
+
+class ProgressiveBatchSampler:
+    """Batches of ``(sample index, lr_patch)`` keys whose size and patch follow a progressive schedule.
+
+    Step ``t`` (0-based optimizer step) on rank ``r`` of ``W`` takes the samples
+    ``(t * W + r) * max_batch + j`` for ``j < batch(t)``, so every step draws the same samples whatever the
+    batch sizes before it, and a resumed run continues with ``start_step``. The rank and world size are read
+    when iteration starts (after Lightning has set up the process group).
+
+    Args:
+        stage_at: ``iteration -> (lr_patch, batch_size)`` (:meth:`TrainConfig.stage_at`).
+        max_batch: the largest batch of any stage.
+        iterations: the total number of optimizer steps.
+        start_step: the first step to yield (a resumed run's global step).
+    """
+
+    def __init__(self, stage_at, max_batch: int, iterations: int, start_step: int = 0):
+        self.stage_at, self.max_batch, self.iterations, self.start_step = (
+            stage_at,
+            max_batch,
+            iterations,
+            start_step,
+        )
+
+    def __len__(self) -> int:
+        return max(0, self.iterations - self.start_step)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        for step in range(self.start_step, self.iterations):
+            patch, batch = self.stage_at(step)
+            first = (step * world + rank) * self.max_batch
+            yield [(first + j, patch) for j in range(batch)]

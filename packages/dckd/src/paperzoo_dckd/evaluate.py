@@ -1,9 +1,10 @@
-"""Evaluation with BasicSR's conventions: PSNR/SSIM on the Y channel with crop border = scale.
+"""Evaluation with BasicSR's conventions: PSNR/SSIM on the Y channel with crop border = scale (SR), on RGB
+with crop 0 (GoPro deblurring) or on Y with crop 0 (deraining); the config's ``evaluation`` section chooses.
 
 The metrics are :func:`paperzoo_shared.metrics.image.psnr` / ``ssim`` (BasicSR-exact). The model sees the
 whole LR image (SwinIR pads it to its window size internally and crops the output); the output is clamped,
 rounded to uint8 (BasicSR ``tensor2img``) and compared with the HR image, which was mod-cropped to
-``LR size * scale`` when the pair was loaded.
+``LR size * scale`` when the pair was loaded (same size, uncropped, for the scale-1 restoration sets).
 """
 
 from __future__ import annotations
@@ -38,12 +39,15 @@ def evaluate(
     crop_border: int | None = None,
     max_images: int = 0,
 ) -> dict[str, object]:
-    """Mean PSNR and SSIM over ``pairs`` (Y channel, crop = scale by default) and the per-image values."""
+    """Mean PSNR and SSIM over ``pairs`` (Y channel, crop = scale by default) and the per-image values.
+
+    ``pairs`` may be a :class:`paperzoo_dckd.data.LazyPairs`: images are then read one at a time.
+    """
     was_training = model.training
     model.eval().to(device)
     crop = scale if crop_border is None else crop_border
     per_image = {}
-    chosen = list(pairs)[:max_images] if max_images else list(pairs)
+    chosen = pairs[:max_images] if max_images else pairs
     for pair in tqdm(chosen, desc="evaluate", leave=False, disable=not sys.stderr.isatty()):
         sr = super_resolve(model, pair.lr, device)
         if sr.shape != pair.hr.shape:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -10,8 +11,37 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo_dckd.configuration import EncoderTrainConfig, TrainConfig
+from paperzoo_dckd.data import ProgressiveBatchSampler
 from paperzoo_dckd.modeling_dckd import Distiller
 from paperzoo_dckd.models.vqgan import VQGANEncoder
+
+
+def cosine_lr(iteration: int, lr: float, periods: list[int], eta_mins: list[float]) -> float:
+    """BasicSR's ``CosineAnnealingRestartCyclicLR`` (restart weights 1) after ``iteration`` steps: in the
+    period holding ``iteration`` (a step on a boundary belongs to the earlier period), ``eta + (lr - eta) *
+    (1 + cos(pi * (iteration - period start) / period length)) / 2``; past the last period, its ``eta_min``."""
+    start = 0
+    for period, eta in zip(periods, eta_mins):
+        if iteration <= start + period:
+            return eta + 0.5 * (lr - eta) * (1.0 + math.cos(math.pi * (iteration - start) / period))
+        start += period
+    return eta_mins[-1]
+
+
+def make_optimizer(params, cfg: TrainConfig):
+    """(optimizer, per-step scheduler) of ``cfg``: Adam or AdamW; MultiStepLR or cyclic cosine annealing."""
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    if cfg.scheduler == "cosine":
+        periods, eta_mins, lr = list(cfg.cosine_periods), list(cfg.eta_mins), cfg.lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: cosine_lr(step, lr, periods, eta_mins) / lr
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
+        )
+    return optimizer, scheduler
 
 
 class DistillationModule(L.LightningModule):
@@ -19,7 +49,8 @@ class DistillationModule(L.LightningModule):
 
     Args:
         distiller: the student, its EMA/history copies, the frozen teacher/encoder and the method.
-        train: optimiser settings (Adam, MultiStepLR), as in the released configs.
+        train: optimiser settings: Adam + MultiStepLR (released SR configs) or AdamW + cosine annealing
+            (NAFNet, Restormer), see :func:`make_optimizer`.
         scale: the SR factor (crop border of the Fig. 8b PSNR).
         track_batch: a fixed ``{"lq", "gt"}`` batch on which :meth:`Distiller.history_gap` is measured
             every ``track_every`` iterations (Fig. 8b); the curve is kept in ``self.curve`` and in checkpoints.
@@ -46,12 +77,8 @@ class DistillationModule(L.LightningModule):
         self.start_step: int | None = None
 
     def configure_optimizers(self):
-        cfg = self.train_cfg
         params = [p for p in self.distiller.student.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
-        )
+        optimizer, scheduler = make_optimizer(params, self.train_cfg)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_fit_start(self) -> None:
@@ -63,7 +90,10 @@ class DistillationModule(L.LightningModule):
         self.distiller.generator.manual_seed(hash((self.seed, self.global_rank, self.start_step)) % (2**63))
         loader = self.trainer.train_dataloader
         dataset = getattr(loader, "dataset", None)
-        if hasattr(dataset, "offset"):
+        sampler = getattr(loader, "batch_sampler", None)
+        if isinstance(sampler, ProgressiveBatchSampler):
+            sampler.start_step = self.start_step  # its keys are absolute: the dataset offset stays 0
+        elif hasattr(dataset, "offset"):
             dataset.offset = self.start_step * self.train_cfg.batch_size * self.trainer.world_size
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -6,7 +6,9 @@
   (Scratch, Logits, FAKD, DCKD, DCKD -DCR, DCKD -DMM) trains a small student per seed; plus the Fig. 8b
   mechanism check (``fig8b.png``). Teacher and encoder are trained once and cached in ``<out>/runs/``.
 * ``full``: the paper's configuration given DIV2K, the benchmark sets and the official teacher and VQGAN
-  weights (``configs/full/<variant>.yaml``; choose with ``--set variant=rcan_x4``).
+  weights (``configs/full/<variant>.yaml``; choose with ``--set variant=rcan_x4``). Table 3 (GoPro
+  deblurring: ``nafnet_gopro``, ``restormer_gopro``) and Table 4 (Rain13K deraining: ``restormer_rain13k``)
+  run at ``full`` only, with ``--table table3`` / ``--table table4``.
 
 Every (row, seed) goes through ``request.cached``; every training run resumes from its ``last.ckpt`` and a
 finished one is reloaded from its ``final.pt``. With ``parallel_jobs: 2`` the runs go to two worker processes.
@@ -30,20 +32,43 @@ from paperzoo_shared.repro import ReproRequest, RowResult, TableResult, atomic_w
 
 NEEDS_ENCODER = {m for m, uses in METHODS.items() if uses["dcr"] or uses["dmm"]}
 
+RESTORATION_TABLES: dict[str, tuple[str, ...]] = {
+    "table3": ("nafnet_gopro", "restormer_gopro"),
+    "table4": ("restormer_rain13k",),
+}
+"""The ``full`` variants of the deblurring (Table 3) and deraining (Table 4) tables; the first is the default.
+Every other file of configs/full/ is a Table 2 (super-resolution) variant."""
+
+
+def table_of_variant(variant: str) -> str:
+    return next((t for t, names in RESTORATION_TABLES.items() if variant in names), "table2")
+
 
 def config_path(request: ReproRequest) -> Path:
-    """``<preset>.yaml``, or for ``full`` with ``--set variant=X`` the file ``full/X.yaml``."""
+    """``<preset>.yaml``, or for ``full`` the file ``full/X.yaml`` of ``--set variant=X`` (it must belong to
+    the table being run); without a variant, ``full.yaml`` (Table 2) or the table's first variant."""
     if request.preset == "full":
+        table = request.table.id if request.table is not None else "table2"
         for override in request.overrides:
             key, value = parse_override(override)
             if key == "variant" and value:
                 path = request.config_dir / "full" / f"{value}.yaml"
                 if not path.is_file():
                     variants = sorted(
-                        p.stem for p in (request.config_dir / "full").glob("*.yaml") if p.stem[0] != "_"
+                        p.stem
+                        for p in (request.config_dir / "full").glob("*.yaml")
+                        if p.stem[0] != "_" and table_of_variant(p.stem) == table
                     )
                     raise ConfigError(f"no full config {path}; valid variants: {', '.join(variants)}")
+                if table_of_variant(str(value)) != table:
+                    owner = table_of_variant(str(value))
+                    raise ConfigError(
+                        f"full variant {value!r} reproduces {owner}, not {table}; run "
+                        f"`paperzoo reproduce dckd --preset full --table {owner} --set variant={value}`"
+                    )
                 return path
+        if table in RESTORATION_TABLES:
+            return request.config_dir / "full" / f"{RESTORATION_TABLES[table][0]}.yaml"
     return request.config_dir / f"{request.preset}.yaml"
 
 
@@ -78,7 +103,13 @@ def evaluate_all(config: ExperimentConfig, model, test_sets) -> dict[str, float]
     metrics = {}
     for set_name, pairs in test_sets.items():
         result = evaluate(
-            model, pairs, config.data.scale, device=_device(config), max_images=config.eval_max_images
+            model,
+            pairs,
+            config.data.scale,
+            device=_device(config),
+            y_channel=config.evaluation.y_channel,
+            crop_border=config.evaluation.crop_border,
+            max_images=config.eval_max_images,
         )
         metrics[f"{set_name}/psnr"] = result["psnr"]
         metrics[f"{set_name}/ssim"] = result["ssim"]
@@ -219,16 +250,19 @@ def plot_fig8b(curves: dict[str, list[dict[str, float]]], path: Path) -> Path:
 
 def row_fingerprint(config: ExperimentConfig, method: str, seed: int) -> str:
     """The ledger key of a (row, seed): what trains and evaluates it."""
+    from paperzoo_dckd.configuration import fingerprint_dict
     from paperzoo_dckd.train import training_fingerprint
 
-    return config_hash(
-        {
-            "config": training_fingerprint(config),
-            "eval_max_images": config.eval_max_images,
-            "method": method,
-            "seed": seed,
-        }
-    )
+    payload = {
+        "config": training_fingerprint(config),
+        "eval_max_images": config.eval_max_images,
+        "method": method,
+        "seed": seed,
+    }
+    evaluation = fingerprint_dict(config).get("evaluation")
+    if evaluation is not None:  # a non-default metric convention (absent from the SR fingerprints)
+        payload["evaluation"] = evaluation
+    return config_hash(payload)
 
 
 def _train_only(request, config, run_dir, train_pairs, methods, need_teacher, need_encoder) -> TableResult:
@@ -432,10 +466,14 @@ def _timings(run_dir: Path) -> dict[str, Any]:
     return timings
 
 
+def _psnr_label(config: ExperimentConfig) -> str:
+    return "PSNR-Y" if config.evaluation.y_channel else "PSNR-RGB"
+
+
 def _difference_note(
-    rows: dict[str, dict[int, dict[str, float]]], a: str, b: str, set_name: str
+    rows: dict[str, dict[int, dict[str, float]]], a: str, b: str, set_name: str, psnr_label: str = "PSNR-Y"
 ) -> str | None:
-    """'A - B' in PSNR-Y with a paired 95% CI over seeds, and a plain verdict."""
+    """'A - B' in PSNR with a paired 95% CI over seeds, and a plain verdict."""
     if a not in rows or b not in rows:
         return None
     seeds = sorted(set(rows[a]) & set(rows[b]))
@@ -453,7 +491,7 @@ def _difference_note(
     else:
         verdict = f"{METHOD_LABELS[a]} does not beat {METHOD_LABELS[b]} here: the interval includes 0"
     return (
-        f"{METHOD_LABELS[a]} − {label_b} ({set_name}, PSNR-Y): {ci['mean_difference']:+.3f} dB, "
+        f"{METHOD_LABELS[a]} − {label_b} ({set_name}, {psnr_label}): {ci['mean_difference']:+.3f} dB, "
         f"95% CI [{ci['low']:+.3f}, {ci['high']:+.3f}], paired over {ci['n']} seeds, p = {ci['p_value']:.3f}. "
         f"{verdict}."
     )
@@ -472,14 +510,15 @@ def _notes(config, request, per_method, set_names) -> list[str]:
         pairs = [("dckd", "logits"), ("dckd", "scratch"), ("logits", "scratch"), ("fakd", "logits")]
         pairs += [("dckd", "dckd_no_dcr"), ("dckd", "dckd_no_dmm")]
         for a, b in pairs:
-            note = _difference_note(per_method, a, b, set_name)
+            note = _difference_note(per_method, a, b, set_name, _psnr_label(config))
             if note:
                 notes.append(note)
         if "teacher" in per_method and "scratch" in per_method:
             teacher = _mean(per_method["teacher"], f"{set_name}/psnr")
             scratch = _mean(per_method["scratch"], f"{set_name}/psnr")
             notes.append(
-                f"Teacher − Scratch ({set_name}, PSNR-Y): {teacher - scratch:+.3f} dB (the room KD can use)."
+                f"Teacher − Scratch ({set_name}, {_psnr_label(config)}): {teacher - scratch:+.3f} dB "
+                "(the room KD can use)."
             )
     return notes
 

@@ -26,13 +26,22 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from paperzoo_dckd.configuration import ExperimentConfig, ModelConfig, TrainConfig
-from paperzoo_dckd.convert import load_weights, read_checkpoint, save_weights
-from paperzoo_dckd.data import PairedImage, PatchDataset, load_paired_folder, pair_folders, skimage_sr_split
+from paperzoo_dckd.configuration import ExperimentConfig, ModelConfig, TrainConfig, fingerprint_dict
+from paperzoo_dckd.convert import CheckpointError, load_weights, read_checkpoint, save_weights
+from paperzoo_dckd.data import (
+    LazyPairs,
+    PairedImage,
+    PatchDataset,
+    ProgressiveBatchSampler,
+    load_paired_folder,
+    pair_folders,
+    pair_restoration_folder,
+    skimage_sr_split,
+)
 from paperzoo_dckd.modeling_dckd import Distiller
 from paperzoo_dckd.models import build_model
 from paperzoo_dckd.module import DistillationModule, VQAutoencoderModule
-from paperzoo_shared.config import config_hash, to_dict
+from paperzoo_shared.config import config_hash
 from paperzoo_shared.repro import atomic_write_json
 
 SR_ARCHS = {"swinir", "rcan", "edsr"}
@@ -62,17 +71,31 @@ def build_from_config(spec: ModelConfig, scale: int | None, where: str) -> nn.Mo
 # ---------------------------------------------------------------------------------------------------------
 
 
-def load_train_pairs(config: ExperimentConfig) -> list[PairedImage] | list[tuple[Path, Path]]:
+def load_train_pairs(config: ExperimentConfig) -> list[PairedImage] | list[tuple[Path, ...]]:
+    """In-memory pairs (skim-SR) or ``(gt/hr path, lq/lr path[, name])`` tuples read on demand."""
     data = config.data
     if data.source == "skimage":
         return skimage_sr_split(data.scale, data.skimage_crop)[0]
+    if data.is_restoration:
+        return pair_restoration_folder(data.train_dir, *data.folder_names)
     return pair_folders(data.train_hr_dir, data.train_lr_dir, data.train_filename_tmpl)
 
 
-def load_test_sets(config: ExperimentConfig) -> dict[str, list[PairedImage]]:
+def load_test_sets(config: ExperimentConfig) -> dict[str, Sequence[PairedImage]]:
+    """Named test sets: in memory (SR) or :class:`LazyPairs` read one image at a time (gopro, rain13k)."""
     data = config.data
     if data.source == "skimage":
         return {"skim-SR": skimage_sr_split(data.scale, data.skimage_crop)[1]}
+    if data.is_restoration:
+        if not data.test_dirs:
+            raise ValueError(
+                f"data.test_dirs is empty; name at least one {data.source} test folder, e.g. "
+                "--set data.test_dirs.GoPro=datasets/GoPro/test"
+            )
+        return {
+            name: LazyPairs(pair_restoration_folder(folder, *data.folder_names), data.scale)
+            for name, folder in data.test_dirs.items()
+        }
     if not data.test_sets:
         raise ValueError(
             "data.test_sets is empty; name at least one test set (hr_dir, lr_dir, filename_tmpl)"
@@ -124,6 +147,10 @@ def make_trainer(
     )
     return L.Trainer(
         max_steps=max_steps,
+        gradient_clip_val=train.grad_clip_norm or None,
+        gradient_clip_algorithm="norm",
+        # the progressive batch sampler splits the samples between ranks itself
+        use_distributed_sampler=not train.progressive,
         max_epochs=-1,
         accelerator=train.accelerator,
         devices=train.devices,
@@ -149,19 +176,25 @@ def fit(
     max_steps: int,
     callbacks: Sequence[Any] = (),
 ) -> L.Trainer:
-    """Fits ``module`` for ``max_steps`` optimizer steps, resuming from ``run_dir/last.ckpt`` if present."""
+    """Fits ``module`` for ``max_steps`` optimizer steps, resuming from ``run_dir/last.ckpt`` if present.
+
+    With ``train.progressive`` the batches come from a :class:`ProgressiveBatchSampler`. On resume the sample
+    stream is moved to the checkpoint's step *before* the loader starts, so that data-loader worker processes
+    (``num_workers`` > 0), which copy the dataset when they start, continue it too.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     if train.threads:
         torch.set_num_threads(train.threads)
-    loader = DataLoader(
-        dataset,
-        batch_size=train.batch_size,
-        shuffle=False,
-        num_workers=train.num_workers,
-        drop_last=True,
-        persistent_workers=False,
-    )
     last = run_dir / "last.ckpt"
+    start = resume_step(last) if last.is_file() else 0
+    common = {"num_workers": train.num_workers, "persistent_workers": False}
+    if train.progressive and isinstance(dataset, PatchDataset):
+        sampler = ProgressiveBatchSampler(train.stage_at, train.max_batch_size, max_steps, start_step=start)
+        loader = DataLoader(dataset, batch_sampler=sampler, **common)
+    else:
+        if isinstance(dataset, PatchDataset):
+            dataset.offset = start * train.batch_size * train.devices * train.num_nodes
+        loader = DataLoader(dataset, batch_size=train.batch_size, shuffle=False, drop_last=True, **common)
     with quiet_lightning():
         trainer = make_trainer(train, run_dir, max_steps, callbacks)
         trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.is_file() else None)
@@ -176,7 +209,7 @@ def training_fingerprint(config: ExperimentConfig) -> dict[str, Any]:
     """The parts of a config that change a trained student: data, networks, losses, optimisation (not the
     list of rows, the paper rows, the Fig. 8b settings or the number of parallel jobs)."""
     keys = ("data", "teacher", "student", "encoder", "dckd", "train", "teacher_train", "encoder_train")
-    return {key: to_dict(getattr(config, key)) for key in keys}
+    return {key: fingerprint_dict(getattr(config, key)) for key in keys}
 
 
 def _finished(run_dir: Path, fingerprint: str) -> bool:
@@ -237,7 +270,7 @@ def train_student(
     """
     train = config.train
     fingerprint = config_hash(
-        {"config": to_dict(config), "method": method, "seed": seed, "track": track_every}
+        {"config": fingerprint_dict(config), "method": method, "seed": seed, "track": track_every}
     )
     student = build_from_config(config.student, config.data.scale, "student")
     if _finished(run_dir, fingerprint):
@@ -252,7 +285,7 @@ def train_student(
         train_pairs,
         config.data.scale,
         train.lr_patch,
-        train.iterations * train.batch_size * train.devices,
+        train.iterations * train.max_batch_size * train.devices * train.num_nodes,
         seed=seed,
         use_flip=train.use_flip,
         use_rot=train.use_rot,
@@ -301,7 +334,11 @@ def train_encoder(config: ExperimentConfig, run_dir: Path, train_pairs: Sequence
     if enc_cfg is None:
         raise ValueError("encoder.checkpoint is empty and encoder_train is not set")
     fingerprint = config_hash(
-        {"encoder": to_dict(config.encoder), "train": to_dict(enc_cfg), "data": to_dict(config.data)}
+        {
+            "encoder": fingerprint_dict(config.encoder),
+            "train": fingerprint_dict(enc_cfg),
+            "data": fingerprint_dict(config.data),
+        }
     )
     encoder = build_from_config(config.encoder, None, "encoder")
     if _finished(run_dir, fingerprint):
@@ -355,3 +392,11 @@ def build_encoder(
 def checkpoint_step(path: Path) -> int:
     """The global step stored in a Lightning checkpoint."""
     return int(read_checkpoint(path).get("global_step", 0))
+
+
+def resume_step(path: Path) -> int:
+    """The global step of a Lightning checkpoint, 0 if it cannot be read (Lightning then reports it)."""
+    try:
+        return checkpoint_step(path)
+    except (CheckpointError, KeyError, TypeError, ValueError):
+        return 0
