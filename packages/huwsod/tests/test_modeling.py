@@ -52,6 +52,67 @@ def test_backbone_stacks_branches_batch_major_at_stride_8(config):
     assert out.shape == (6, 8, 8, 6)  # 3 branches x 2 images, H/8, W/8
 
 
+def _rgb_model_config(config):
+    cfg = copy.deepcopy(apply_method(config, "huwsod"))
+    cfg.model.backbone.input_format = "rgb"
+    cfg.model.backbone.pixel_mean = [123.675, 116.28, 103.53]
+    cfg.model.backbone.pixel_std = [58.395, 57.12, 57.375]
+    return cfg
+
+
+def test_batch_padding_is_the_mean_colour_after_normalisation(config):
+    """detectron2 normalises, then pads with 0: the padding is the mean colour, never black (regression:
+    raw 0-255 batches padded with 0 gave (0 - mean) / std = -2.1 at the bottom/right of smaller images)."""
+    from paperzoo_huwsod.data import pad_batch
+
+    cfg = _rgb_model_config(config)
+    model = M.HUWSOD(cfg.model, num_classes=3)
+    white = torch.full((3, 16, 24), 255.0)
+    black = torch.zeros(3, 24, 16)
+    batch, sizes = pad_batch([white, black], 8)
+    assert batch.shape == (2, 3, 24, 24) and sizes == [(16, 24), (24, 16)]
+    x = model.normalize(batch, sizes)
+    # hand-computed (255 - mean) / std and (0 - mean) / std per RGB channel
+    white_value = torch.tensor([131.325 / 58.395, 138.72 / 57.12, 151.47 / 57.375])
+    black_value = torch.tensor([-123.675 / 58.395, -116.28 / 57.12, -103.53 / 57.375])
+    torch.testing.assert_close(x[0, :, :16, :], white_value[:, None, None].expand(3, 16, 24))
+    torch.testing.assert_close(x[1, :, :, :16], black_value[:, None, None].expand(3, 24, 16))
+    assert torch.all(x[0, :, 16:, :] == 0) and torch.all(x[1, :, :, 16:] == 0)
+
+
+def _mean_padded(images: list[torch.Tensor], mean: list[float]) -> torch.Tensor:
+    """Independent padding: raw images padded with the pixel mean colour (RGB), bottom/right, to 24 x 24."""
+    out = torch.tensor(mean).view(1, 3, 1, 1).repeat(len(images), 1, 24, 24)
+    for i, im in enumerate(images):
+        out[i, :, : im.shape[1], : im.shape[2]] = im
+    return out
+
+
+def test_features_of_a_padded_batch_equal_mean_colour_padding(config):
+    from paperzoo_huwsod.data import pad_batch
+
+    cfg = _rgb_model_config(config)
+    torch.manual_seed(0)
+    model = M.HUWSOD(cfg.model, num_classes=3).eval()
+    images = [torch.rand(3, 16, 24) * 255, torch.rand(3, 24, 16) * 255]
+    batch, sizes = pad_batch(images, 8)
+    reference = model.features(_mean_padded(images, cfg.model.backbone.pixel_mean))
+    torch.testing.assert_close(model.features(batch, sizes), reference)
+
+
+def test_stage0_classifier_pads_with_the_mean_colour(config):
+    from paperzoo_huwsod.data import pad_batch
+    from paperzoo_huwsod.train import Stage0Classifier
+
+    cfg = _rgb_model_config(config)
+    torch.manual_seed(0)
+    clf = Stage0Classifier(cfg, 3).eval()
+    images = [torch.rand(3, 16, 24) * 255, torch.rand(3, 24, 16) * 255]
+    batch, sizes = pad_batch(images, 8)
+    reference = clf(_mean_padded(images, cfg.model.backbone.pixel_mean), sizes)
+    torch.testing.assert_close(clf(batch, sizes), reference)
+
+
 # ---------------------------------------------------------------------------------------------------- AE
 def _square_features(inside: tuple[slice, slice], negate: bool = False) -> torch.Tensor:
     feats = torch.zeros(1, 4, 8, 8)

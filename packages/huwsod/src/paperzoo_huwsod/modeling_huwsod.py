@@ -647,6 +647,29 @@ def branch_supervision_index(k: int, forward_count: int, table: list[int], num_r
 # ====================================================================================================
 
 
+def normalize_images(
+    images: Tensor,
+    mean: Tensor,
+    std: Tensor,
+    input_format: str,
+    image_sizes: list[tuple[int, int]] | None = None,
+) -> Tensor:
+    """(N, 3, H, W) RGB 0-255 -> ``input_format`` order, (x - mean) / std; cells outside each image's
+    ``(height, width)`` (the batch padding) are set to 0 after normalising, as detectron2 pads."""
+    if input_format == "bgr":
+        images = images.flip(1)
+    x = (images - mean) / std
+    if image_sizes is not None:
+        _, _, h, w = x.shape
+        rows = torch.arange(h, device=x.device)
+        cols = torch.arange(w, device=x.device)
+        inside = torch.stack(
+            [(rows[:, None] < ih) & (cols[None, :] < iw) for ih, iw in image_sizes]
+        )  # (N, H, W)
+        x = x * inside[:, None].to(x.dtype)
+    return x
+
+
 @dataclass
 class ViewOutput:
     """What one forward of the ROI head leaves for the next view and for the RPN targets."""
@@ -689,14 +712,19 @@ class HUWSOD(nn.Module):
             self.backbone.eval()  # frozen BN (the repo converts it to FrozenBatchNorm2d)
         return self
 
-    def normalize(self, images: Tensor) -> Tensor:
-        """(N, 3, H, W) RGB 0-255 -> the backbone's channel order, mean/std normalised."""
-        if self.cfg.backbone.input_format == "bgr":
-            images = images.flip(1)
-        return (images - self.pixel_mean) / self.pixel_std
+    def normalize(self, images: Tensor, image_sizes: list[tuple[int, int]] | None = None) -> Tensor:
+        """(N, 3, H, W) RGB 0-255 -> the backbone's channel order, mean/std normalised.
 
-    def features(self, images: Tensor) -> Tensor:
-        x = self.normalize(images)
+        With ``image_sizes``, the batch padding (bottom/right of each image) is 0 *after* normalisation,
+        i.e. the mean colour, as detectron2 pads (``ImageList.from_tensors`` on normalised images). The
+        loaders pad raw 0-255 images with 0 (black), which would otherwise reach the network.
+        """
+        return normalize_images(
+            images, self.pixel_mean, self.pixel_std, self.cfg.backbone.input_format, image_sizes
+        )
+
+    def features(self, images: Tensor, image_sizes: list[tuple[int, int]] | None = None) -> Tensor:
+        x = self.normalize(images, image_sizes)
         if self.cfg.backbone.freeze:
             with torch.no_grad():
                 return self.backbone(x)
@@ -839,7 +867,7 @@ class HUWSOD(nn.Module):
     ) -> dict[str, Tensor]:
         """One training forward of one view; appends its branch predictions to ``prev`` (sec. 1.7)."""
         losses: dict[str, Tensor] = {}
-        features = self.features(images)
+        features = self.features(images, image_sizes)
         valid = self.feature_valid(features, image_sizes)
         ae_boxes = None
         if self.ae is not None:
@@ -955,7 +983,7 @@ class HUWSOD(nn.Module):
     ) -> list[dict[str, Tensor]]:
         """Detections per image (boxes in the input's pixels): mean of the refinement branches (WSDDN alone
         when K = 0), class-wise NMS, top-k. Proposals: RPN (HUWSOD) or the external ones; never the AE."""
-        features = self.features(images)
+        features = self.features(images, image_sizes)
         rpn_props = (
             self.rpn.proposals(self.rpn(features, self.num_branch), image_sizes)
             if self.rpn is not None
@@ -996,7 +1024,7 @@ class HUWSOD(nn.Module):
         external: list[Tensor] | None = None,
     ) -> list[Tensor]:
         """Proposals of one source (``rpn``, ``ae`` or ``external``) per image, for recall diagnostics."""
-        features = self.features(images)
+        features = self.features(images, image_sizes)
         if source == "rpn" and self.rpn is not None:
             return [p["boxes"] for p in self.rpn.proposals(self.rpn(features, self.num_branch), image_sizes)]
         if source == "ae" and self.ae is not None:

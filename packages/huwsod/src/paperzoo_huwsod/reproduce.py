@@ -306,11 +306,32 @@ def _claims(rows: dict[str, dict[int, dict[str, float]]]) -> list[str]:
         refs = [(o, mean(o, metric)) for o in others]
         if value is None or any(v is None for _, v in refs):
             continue
-        holds = all(value > v for _, v in refs)
+        # paired 95% CIs of (row - reference) over seeds: a claim holds only when every interval is above 0
+        cis = []
+        for other, _ in refs:
+            seeds = sorted(set(rows[row]) & set(rows[other]))
+            if len(seeds) >= 2:
+                a = [rows[row][s][metric] for s in seeds]
+                cis.append(difference_ci(a, [rows[other][s][metric] for s in seeds], paired=True))
+        if len(cis) < len(refs):
+            verdict = "not decided (fewer than 2 paired seeds)"
+        elif all(ci["low"] > 0 for ci in cis):
+            verdict = "holds at this scale (every paired 95% CI above 0)"
+        elif any(ci["high"] < 0 for ci in cis):
+            verdict = "does not hold at this scale (a paired 95% CI below 0)"
+        else:
+            verdict = "not decided at this scale (a paired 95% CI includes 0)"
         ref_text = ", ".join(f"{METHOD_LABELS[o]} {v:.2f}" for o, v in refs)
+        notes.append(f"{name}: {METHOD_LABELS[row]} {metric} {value:.2f} vs {ref_text} -> {verdict}.")
+    recalls = []
+    for row in rows:
+        for source in ("external", "rpn", "ae"):
+            value = mean(row, f"{source}_recall50")
+            if value is not None:
+                recalls.append(f"{METHOD_LABELS[row]} {source} {value:.1f} %")
+    if recalls:
         notes.append(
-            f"{name}: {METHOD_LABELS[row]} {metric} {value:.2f} vs {ref_text} -> "
-            f"{'holds' if holds else 'does not hold'} at this scale."
+            "Proposal recall at IoU 0.5 on the test split (mean over seeds): " + "; ".join(recalls) + "."
         )
     return notes
 

@@ -29,7 +29,7 @@ from paperzoo_huwsod.data import (
     load_weak_labels,
     offline_proposals,
 )
-from paperzoo_huwsod.modeling_huwsod import HUWSOD, MRRPBackbone, trainable_groups
+from paperzoo_huwsod.modeling_huwsod import HUWSOD, MRRPBackbone, normalize_images, trainable_groups
 from paperzoo_shared.config import to_dict
 
 logger = logging.getLogger(__name__)
@@ -142,8 +142,10 @@ class Stage0Classifier(L.LightningModule):
         self.num_classes = num_classes
 
     def forward(self, images: torch.Tensor, sizes: list[tuple[int, int]]) -> torch.Tensor:
-        x = images.flip(1) if self.config.model.backbone.input_format == "bgr" else images
-        feats = self.backbone((x - self.pixel_mean) / self.pixel_std)
+        x = normalize_images(
+            images, self.pixel_mean, self.pixel_std, self.config.model.backbone.input_format, sizes
+        )
+        feats = self.backbone(x)
         nb = self.backbone.num_branch
         n = images.shape[0]
         _, _, h, w = feats.shape
