@@ -111,6 +111,20 @@ def _voc_ids(root: Path, split: str) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
+def _voc_annotations(cfg: DataConfig, root: Path, split: str, class_names: list[str]):
+    """(position in the image set, stem, parsed XML) per image of ``split``; a bad file raises, or under
+    ``data.skip_bad`` is logged and skipped."""
+    for position, stem in enumerate(_voc_ids(root, split)):
+        try:
+            ann = read_voc_xml(root / "Annotations" / f"{stem}.xml", class_names=class_names)
+        except DataError as error:
+            if not cfg.skip_bad:
+                raise
+            logger.warning("skipping %s: %s", stem, error)
+            continue
+        yield position, stem, ann
+
+
 def write_weak_labels(cfg: DataConfig, root: Path, split: str, *, force: bool = False) -> Path:
     """Writes ``image_labels_<split>.json`` from the VOC XML files or the COCO annotation file of ``split``.
 
@@ -125,15 +139,7 @@ def write_weak_labels(cfg: DataConfig, root: Path, split: str, *, force: bool = 
     if cfg.format in ("voc", "shapes"):
         categories = [{"id": i + 1, "name": n} for i, n in enumerate(class_names)]
         ids = {n: i + 1 for i, n in enumerate(class_names)}
-        for k, stem in enumerate(_voc_ids(root, split)):
-            xml = root / "Annotations" / f"{stem}.xml"
-            try:
-                ann = read_voc_xml(xml, class_names=class_names)
-            except DataError as error:
-                if not cfg.skip_bad:
-                    raise
-                logger.warning("skipping %s: %s", stem, error)
-                continue
+        for k, stem, ann in _voc_annotations(cfg, root, split, class_names):
             image_id = k + 1
             images.append({"id": image_id, "file_name": ann.filename or f"{stem}{cfg.image_extension}",
                            "width": ann.width, "height": ann.height, "voc_id": stem})  # fmt: skip
@@ -251,15 +257,7 @@ def load_ground_truth(
     coco = None
     index = {name: i for i, name in enumerate(class_names)}
     if cfg.format in ("voc", "shapes"):
-        for stem in _voc_ids(root, split):
-            xml = root / "Annotations" / f"{stem}.xml"
-            try:
-                ann = read_voc_xml(xml, class_names=class_names)
-            except DataError as error:
-                if not cfg.skip_bad:
-                    raise
-                logger.warning("skipping %s: %s", stem, error)
-                continue
+        for _, stem, ann in _voc_annotations(cfg, root, split, class_names):
             per_image[stem] = []
             for obj in ann.objects:
                 voc_box = (obj.xmin, obj.ymin, obj.xmax, obj.ymax)

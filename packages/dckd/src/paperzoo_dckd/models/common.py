@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -44,6 +44,59 @@ def check_positions(positions: Sequence[FeaturePosition], num_blocks: int, arch:
                 )
         elif not 0 <= position < num_blocks:
             raise ValueError(f"{arch}: feature position {position} is outside the body's 0..{num_blocks - 1}")
+
+
+class ResidualSRNet(nn.Module):
+    """The EDSR / RCAN skeleton in BasicSR's layout: mean shift, ``conv_first``, a body of ``num_blocks``
+    blocks, ``conv_after_body``, the global skip, the pixel-shuffle upsampler and ``conv_last``.
+
+    FAKD reads features at ``conv_first``, at every body block (by index) and at ``conv_after_body``. Modules
+    are created in BasicSR's order, so a seeded initialisation equals the original architectures'.
+    """
+
+    def __init__(
+        self,
+        num_in_ch: int,
+        num_out_ch: int,
+        num_feat: int,
+        upscale: int,
+        img_range: float,
+        rgb_mean: Sequence[float],
+        make_block: Callable[[], nn.Module],
+        num_blocks: int,
+    ):
+        super().__init__()
+        self.upscale = upscale
+        self.img_range = img_range
+        self.register_buffer(
+            "mean", torch.tensor(rgb_mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.body = nn.Sequential(*[make_block() for _ in range(num_blocks)])
+        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
+        self.upsample = PixelShuffleUpsample(upscale, num_feat)
+        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x, ())[0]
+
+    def forward_features(
+        self, x: torch.Tensor, positions: Sequence[FeaturePosition]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The output and the feature maps at ``positions`` (FAKD)."""
+        check_positions(positions, len(self.body), type(self).__name__)
+        feats: dict[FeaturePosition, torch.Tensor] = {}
+        x = (x - self.mean.to(x)) * self.img_range
+        x = self.conv_first(x)
+        feats["conv_first"] = x
+        res = x
+        for index, block in enumerate(self.body):
+            res = block(res)
+            feats[index] = res
+        res = self.conv_after_body(res)
+        feats["conv_after_body"] = res
+        out = self.conv_last(self.upsample(res + x))
+        return out / self.img_range + self.mean.to(x), [feats[p] for p in positions]
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

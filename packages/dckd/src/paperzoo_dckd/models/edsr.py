@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from paperzoo_dckd.models.common import DIV2K_RGB_MEAN, FeaturePosition, PixelShuffleUpsample, check_positions
+from paperzoo_dckd.models.common import DIV2K_RGB_MEAN, ResidualSRNet
 
 
 class ResidualBlockNoBN(nn.Module):
@@ -24,7 +24,7 @@ class ResidualBlockNoBN(nn.Module):
         return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
 
 
-class EDSR(nn.Module):
+class EDSR(ResidualSRNet):
     """EDSR for x``upscale`` super-resolution of [0, 1] RGB images.
 
     Args:
@@ -46,35 +46,13 @@ class EDSR(nn.Module):
         img_range: float = 255.0,
         rgb_mean: Sequence[float] = DIV2K_RGB_MEAN,
     ):
-        super().__init__()
-        self.upscale = upscale
-        self.img_range = img_range
-        self.register_buffer(
-            "mean", torch.tensor(rgb_mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        super().__init__(
+            num_in_ch,
+            num_out_ch,
+            num_feat,
+            upscale,
+            img_range,
+            rgb_mean,
+            lambda: ResidualBlockNoBN(num_feat, res_scale),
+            num_block,
         )
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(*[ResidualBlockNoBN(num_feat, res_scale) for _ in range(num_block)])
-        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.upsample = PixelShuffleUpsample(upscale, num_feat)
-        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x, ())[0]
-
-    def forward_features(
-        self, x: torch.Tensor, positions: Sequence[FeaturePosition]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output and the feature maps at ``positions`` (FAKD)."""
-        check_positions(positions, len(self.body), "EDSR")
-        feats: dict[FeaturePosition, torch.Tensor] = {}
-        x = (x - self.mean.to(x)) * self.img_range
-        x = self.conv_first(x)
-        feats["conv_first"] = x
-        res = x
-        for index, block in enumerate(self.body):
-            res = block(res)
-            feats[index] = res
-        res = self.conv_after_body(res)
-        feats["conv_after_body"] = res
-        out = self.conv_last(self.upsample(res + x))
-        return out / self.img_range + self.mean.to(x), [feats[p] for p in positions]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from paperzoo_dckd.models.common import DIV2K_RGB_MEAN, FeaturePosition, PixelShuffleUpsample, check_positions
+from paperzoo_dckd.models.common import DIV2K_RGB_MEAN, ResidualSRNet
 
 
 class ChannelAttention(nn.Module):
@@ -63,7 +63,7 @@ class ResidualGroup(nn.Module):
         return x + self.conv(self.residual_group(x))
 
 
-class RCAN(nn.Module):
+class RCAN(ResidualSRNet):
     """RCAN for x``upscale`` super-resolution of [0, 1] RGB images (``img_range`` 255 as in BasicSR)."""
 
     def __init__(
@@ -79,37 +79,13 @@ class RCAN(nn.Module):
         img_range: float = 255.0,
         rgb_mean: Sequence[float] = DIV2K_RGB_MEAN,
     ):
-        super().__init__()
-        self.upscale = upscale
-        self.img_range = img_range
-        self.register_buffer(
-            "mean", torch.tensor(rgb_mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        super().__init__(
+            num_in_ch,
+            num_out_ch,
+            num_feat,
+            upscale,
+            img_range,
+            rgb_mean,
+            lambda: ResidualGroup(num_feat, num_block, squeeze_factor, res_scale),
+            num_group,
         )
-        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
-        self.body = nn.Sequential(
-            *[ResidualGroup(num_feat, num_block, squeeze_factor, res_scale) for _ in range(num_group)]
-        )
-        self.conv_after_body = nn.Conv2d(num_feat, num_feat, 3, 1, 1)
-        self.upsample = PixelShuffleUpsample(upscale, num_feat)
-        self.conv_last = nn.Conv2d(num_feat, num_out_ch, 3, 1, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x, ())[0]
-
-    def forward_features(
-        self, x: torch.Tensor, positions: Sequence[FeaturePosition]
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The output and the feature maps at ``positions`` (group indices, FAKD)."""
-        check_positions(positions, len(self.body), "RCAN")
-        feats: dict[FeaturePosition, torch.Tensor] = {}
-        x = (x - self.mean.to(x)) * self.img_range
-        x = self.conv_first(x)
-        feats["conv_first"] = x
-        res = x
-        for index, group in enumerate(self.body):
-            res = group(res)
-            feats[index] = res
-        res = self.conv_after_body(res)
-        feats["conv_after_body"] = res
-        out = self.conv_last(self.upsample(res + x))
-        return out / self.img_range + self.mean.to(x), [feats[p] for p in positions]
