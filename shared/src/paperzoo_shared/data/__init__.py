@@ -4,6 +4,10 @@ Errors (:mod:`.errors`)
     ``DataError(ValueError)``: unreadable, corrupt or inconsistent data file (the message names the file).
     ``DataFileNotFoundError(DataError, FileNotFoundError)``: a missing data file.
 
+Paths (:mod:`.paths`)
+    ``safe_join(root, relative, *, source, entry=None) -> Path``: joins a path read from a data file; one that
+    leaves the root (``..``, absolute, a symlink out) is a ``DataError`` naming the file and entry.
+
 Images (:mod:`.image_io`, OpenCV)
     ``read_image(path, *, channel_order, grayscale_to_rgb=True, dtype=np.uint8) -> (H, W, C) array``
     ``write_image(path, img, *, channel_order) -> Path``
@@ -41,6 +45,7 @@ from paperzoo_shared.data.detection_formats import (
 )
 from paperzoo_shared.data.errors import DataError, DataFileNotFoundError
 from paperzoo_shared.data.image_io import read_image, write_image
+from paperzoo_shared.data.paths import safe_join
 from paperzoo_shared.data.skimage_images import (
     SKIMAGE_GRAY_IMAGES,
     SKIMAGE_RGB_IMAGES,
@@ -64,6 +69,7 @@ __all__ = [
     "read_frames",
     "read_image",
     "read_voc_xml",
+    "safe_join",
     "skimage_image_path",
     "validate_coco",
     "voc_box_to_coco_bbox",

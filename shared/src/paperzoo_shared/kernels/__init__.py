@@ -19,9 +19,18 @@ Selection, first match wins:
 3. ``PAPERZOO_KERNELS`` = ``auto`` (default) | ``torch`` | a backend name such as ``triton``.
 
 ``auto`` tries the backends in registration order and silently falls back to the reference when one
-is unavailable or rejects the inputs (the reason is logged once per op and reason). Naming a backend
+is unavailable or rejects the inputs (the reason is logged once per op and reason). A backend may also
+name an ``auto_select`` check that only ``auto`` applies: the Triton backends run CPU tensors through
+Triton's interpreter when named explicitly (tests), but ``auto`` picks them on CUDA only. Naming a backend
 explicitly makes a backend that cannot run an error: a test or benchmark that asks for Triton must not
 quietly measure PyTorch.
+
+Kernels shipped here (each a :class:`KernelOp` or a primitive a paper package registers on its own op):
+
+* :mod:`paperzoo_shared.kernels.roi_loop_pool`: binned max pooling with an excluded hole (ROILoopPool's
+  box / frame / context regions), forward and backward in Triton; huwsod registers it on its op;
+* :mod:`paperzoo_shared.kernels.gated_decode_attention`: one-query decode attention over ragged per-sample
+  KV caches with grouped-query heads, in one pass or split-K (flash-decoding).
 """
 
 from __future__ import annotations
@@ -59,6 +68,8 @@ class Backend:
     """The implementation, or ``module:attr`` imported on first use (so Triton is never imported early)."""
     is_available: Callable[[], bool]
     supports: Callable[..., tuple[bool, str]] = _always_supported
+    auto_select: Callable[..., tuple[bool, str]] = _always_supported
+    """Checked by ``auto`` only, after ``supports`` (e.g. "CUDA tensors only": the interpreter is for tests)."""
     _impl: Callable[..., Any] | None = field(default=None, repr=False)
 
     def implementation(self) -> Callable[..., Any]:
@@ -90,10 +101,13 @@ class KernelOp:
         load: str | Callable[..., Any],
         is_available: Callable[[], bool],
         supports: Callable[..., tuple[bool, str]] = _always_supported,
+        auto_select: Callable[..., tuple[bool, str]] = _always_supported,
     ) -> None:
         if name in (REFERENCE, AUTO):
             raise ValueError(f"{name!r} is reserved; choose another backend name")
-        self.backends[name] = Backend(name, load, is_available, supports)
+        if name in self.backends:
+            raise ValueError(f"op {self.name!r} already has a backend {name!r}")
+        self.backends[name] = Backend(name, load, is_available, supports, auto_select)
 
     def requested(self) -> str:
         """The backend name this op would use now: from a ``use`` context, then the environment."""
@@ -111,6 +125,8 @@ class KernelOp:
         if requested == AUTO:
             for backend in self.backends.values():
                 ok, reason = self._usable(backend, args, kwargs)
+                if ok:
+                    ok, reason = backend.auto_select(*args, **kwargs)
                 if ok:
                     return backend.name, backend.implementation()
                 self._log_once(f"{backend.name}: {reason}")
@@ -175,3 +191,54 @@ def triton_cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def triton_interpreting() -> bool:
+    """True when ``TRITON_INTERPRET`` is set: ``@triton.jit`` kernels then run on CPU tensors (slowly).
+
+    Triton reads the variable when a kernel is *defined*, so it must be set before the first kernel module
+    of this package is imported (the test files set it at their top).
+    """
+    return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def triton_available() -> bool:
+    """Triton imports, and either a CUDA device is present or the interpreter is on."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        return False
+    if triton_interpreting():
+        return True
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _tensor_devices(args: tuple, kwargs: dict) -> set[str]:
+    import torch
+
+    return {v.device.type for v in (*args, *kwargs.values()) if isinstance(v, torch.Tensor)}
+
+
+def triton_supports(*args: Any, **kwargs: Any) -> tuple[bool, str]:
+    """``supports`` check of a Triton backend: every tensor argument on CUDA, or on the CPU under the interpreter."""
+    devices = _tensor_devices(args, kwargs)
+    if devices <= {"cuda"}:
+        return True, ""
+    if devices == {"cpu"}:
+        if triton_interpreting():
+            return True, ""
+        return False, (
+            "Triton kernels need CUDA tensors, got CPU tensors; set TRITON_INTERPRET=1 (before Python starts) "
+            "to run them on the CPU through Triton's interpreter (slow, for tests)"
+        )
+    return False, f"tensor arguments are on several device types ({', '.join(sorted(devices))})"
+
+
+def triton_on_cuda(*args: Any, **kwargs: Any) -> tuple[bool, str]:
+    """``auto_select`` check of a Triton backend: ``auto`` picks it for CUDA tensors only."""
+    devices = _tensor_devices(args, kwargs)
+    if devices <= {"cuda"}:
+        return True, ""
+    return False, "auto uses Triton on CUDA tensors only (name the backend to run the interpreter on the CPU)"
