@@ -1,0 +1,3 @@
+from paperzoo_vega.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""The official IITC/ITA scorers on the expected outputs of the notes (§5.5), computed with the official logic."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from paperzoo_vega.modeling_vega import (
+    bleu_official,
+    iitc_cited_pictures,
+    iitc_picture_correct,
+    iitc_text_scores,
+    ita_correct,
+    rouge_l_official,
+    rouge_l_standard,
+)
+from paperzoo_vega.scoring import score_iitc, score_ita
+
+
+# ---- IITC picture accuracy (truth_fig_idx is 0-based; the citation is 1-based) -----------------------
+@pytest.mark.parametrize(
+    ("response", "truth", "expected"),
+    [
+        ("As shown in [Picture 2](Figure. 3), the loss falls.", 1, True),
+        ("[Picture 2] and [Picture 3] show it.", 1, False),  # two citations
+        ("Picture 2 shows the loss.", 1, False),  # no brackets
+        ("[Picture2] shows the loss.", 1, True),  # the no-space fallback pattern
+        ("[Picture 1] first, then again [Picture 1].", 0, False),  # the right picture twice
+        ("[Picture 1] shows it.", 0, True),
+        ("[Picture 1] shows it.", "0", True),  # truth_fig_idx as a string, int() as the script
+        ("[Picture 3] shows it.", 1, False),  # wrong picture
+        ("", 0, False),
+        ("[Picture 2] and [Picture3]", 1, True),  # the fallback is only tried when the first finds nothing
+        ("[Picture2] and [Picture3]", 1, False),  # fallback finds two
+        ("[picture 2]", 1, False),  # case-sensitive
+    ],
+)
+def test_iitc_picture_accuracy(response: str, truth: int, expected: bool) -> None:
+    assert iitc_picture_correct(response, truth) is expected
+
+
+def test_no_citation_is_zero() -> None:
+    assert iitc_cited_pictures("no picture here") == [0]
+    assert not iitc_picture_correct("no picture here", 0)  # [0] never equals truth_fig_idx + 1 >= 1
+    assert iitc_cited_pictures("[Picture 12] then [Picture 3]") == [12, 3]
+
+
+# ---- ITA ------------------------------------------------------------------------------------------------
+GT = "T1:[Picture 2] T2:[Picture 3] T3:[Picture 1]"
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        (GT, True),
+        ("T1:[Picture 2] T2:[Picture 3]", False),  # missing T3
+        (GT + " T4:[Picture 5]", True),  # extras ignored
+        ("Picture 2, Picture 3, Picture 1", True),  # brackets optional, labels unread
+        ("T3:[Picture 1] T1:[Picture 2] T2:[Picture 3]", False),  # same pairs, other order
+        ("", False),
+        ("T1:[Picture 2] T2:[Picture 1] T3:[Picture 3]", False),
+    ],
+)
+def test_ita_accuracy(response: str, expected: bool) -> None:
+    assert ita_correct(response, GT) is expected
+
+
+def test_ita_answer_without_pictures_is_correct() -> None:
+    assert ita_correct("anything", "no pictures in this answer")
+
+
+# ---- ROUGE-L as pltrdy's package computes it (values of the notes, §5.5) -----------------------------
+def test_rouge_l_official_goldens() -> None:
+    hyp = "The [Picture 2](Figure. 3) shows that the loss decreases."
+    ref = "The [Picture 2](Figure. 3) shows that loss decreases quickly."
+    assert rouge_l_official(hyp, ref) == pytest.approx(0.8889, abs=5e-5)
+    assert rouge_l_official("the the the cat", "the cat") == pytest.approx(1.0, abs=1e-7)
+    assert rouge_l_official("Loss decreases", "loss decreases") == pytest.approx(0.5, abs=1e-7)
+    with pytest.raises(ValueError, match="Hypothesis is empty"):
+        rouge_l_official("", ref)
+
+
+def test_rouge_l_matches_the_rouge_package_on_random_texts() -> None:
+    rouge = pytest.importorskip("rouge")
+    scorer = rouge.Rouge()
+    rng = random.Random(0)
+    words = ["The", "the", "loss", "[Picture", "2]", "2](Figure.", "3)", "shows.", "a", "b.", "c"]
+    for _ in range(200):
+        hyp = " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+        ref = " ".join(rng.choice(words) for _ in range(rng.randint(1, 12)))
+        try:
+            expected = scorer.get_scores(hyp, ref)[0]["rouge-l"]["f"]
+        except ValueError:
+            with pytest.raises(ValueError):
+                rouge_l_official(hyp, ref)
+            continue
+        assert rouge_l_official(hyp, ref) == pytest.approx(expected, abs=1e-12), (hyp, ref)
+
+
+def test_standard_rouge_l_differs_and_is_hand_computed() -> None:
+    # LCS("the the the cat", "the cat") = 2; P = 2/4, R = 2/2, F = 2PR/(P+R) = 2/3
+    assert rouge_l_standard("the the the cat", "the cat") == pytest.approx(2 / 3)
+    assert rouge_l_standard("", "the cat") == 0.0
+
+
+def test_bleu_hand_computed() -> None:
+    # every n-gram precision is 1; brevity penalty exp(1 - 5/4)
+    assert bleu_official("a b c d e", "a b c d") == pytest.approx(math.exp(-0.25), rel=1e-9)
+    # method1: zero counts become 0.1 / total. hyp "a b x d", ref "a b c d":
+    # p1 = 3/4, p2 = 1/3, p3 = 0.1/2, p4 = 0.1/1, BP = 1
+    expected = math.exp(0.25 * (math.log(3 / 4) + math.log(1 / 3) + math.log(0.05) + math.log(0.1)))
+    assert bleu_official("a b c d", "a b x d") == pytest.approx(expected, rel=1e-9)
+
+
+def test_text_scores_zero_both_when_rouge_raises() -> None:
+    assert iitc_text_scores("", "a b c") == (0.0, 0.0, True)
+    assert iitc_text_scores("...", "a b c") == (0.0, 0.0, True)
+
+
+# ---- file-level aggregation: every line in every denominator -----------------------------------------
+def test_score_iitc_denominator_is_all_lines() -> None:
+    records = [
+        {"response": "[Picture 1] the cat", "answer": "the cat", "truth_fig_idx": 0},
+        {"response": "", "answer": "the cat", "truth_fig_idx": 0},
+        {"response": "[Picture 2] [Picture 2] the", "answer": "the cat", "truth_fig_idx": 1},
+        {"response": "the cat", "answer": "the cat", "truth_fig_idx": 2},
+    ]
+    scores = score_iitc(records)
+    assert scores["picture_acc"] == pytest.approx(1 / 4)
+    expected_rouge = (
+        rouge_l_official("[Picture 1] the cat", "the cat")
+        + 0.0
+        + rouge_l_official("[Picture 2] [Picture 2] the", "the cat")
+        + 1.0
+    ) / 4
+    assert scores["rouge_l"] == pytest.approx(expected_rouge)
+    # hand values: 1: union{the,cat}=2, m=2, n=4 -> P=.5 R=1 -> 2/3; 3: union{the}=1, m=2, n=3 -> P=1/3 R=1/2
+    assert expected_rouge == pytest.approx((2 / 3 + 0 + 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2) + 1) / 4, abs=1e-7)
+    assert scores["n"] == 4 and scores["text_failures"] == 1
+
+
+def test_score_ita() -> None:
+    records = [{"response": GT, "answer": GT}, {"response": "Picture 2", "answer": GT}]
+    assert score_ita(records) == {"accuracy": 0.5, "n": 2.0}
