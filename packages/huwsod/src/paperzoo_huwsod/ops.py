@@ -17,10 +17,13 @@ cannot run HUWSOD on a CPU. :data:`roi_loop_pool` reimplements the CUDA semantic
 * every max starts at 0 (the kernel assumes non-negative post-ReLU features), so empty bins give 0 and
   negative inputs are clamped to 0.
 
-Two implementations are registered on a :class:`paperzoo_shared.kernels.KernelOp` named
-``huwsod_roi_loop_pool``: the reference (a readable loop over boxes and bins) and ``vectorized`` (one
-gather per chunk of boxes, any device), which ``auto`` selects. Both are differentiable through autograd;
-ties share the gradient (the CUDA kernel sends it to the first maximum only).
+Three implementations are registered on a :class:`paperzoo_shared.kernels.KernelOp` named
+``huwsod_roi_loop_pool``: the reference (a readable loop over boxes and bins), ``triton`` (the Triton
+kernel of :mod:`paperzoo_shared.kernels.roi_loop_pool` fed with this module's geometry; ``auto`` picks it
+for CUDA tensors, and CPU tensors run it through Triton's interpreter when it is named) and
+``vectorized`` (one gather per chunk of boxes, any device), which ``auto`` selects otherwise. The
+reference and ``vectorized`` are differentiable through autograd, so ties share the gradient; the Triton
+kernel sends it to the first maximum only, as the CUDA kernel.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from paperzoo_shared.kernels import KernelOp
+from paperzoo_shared.kernels import KernelOp, triton_available, triton_on_cuda, triton_supports
 
 # ----------------------------------------------------------------------------------------------------
 # ROILoopPool
@@ -297,7 +300,37 @@ def roi_loop_pool_vectorized(
     return result[0], result[1], result[2]
 
 
+def roi_loop_pool_triton(
+    features: Tensor, rois: Tensor, spatial_scale: float, output_size: int, context_ratio: float = 1.8
+) -> tuple[Tensor, Tensor, Tensor]:
+    """ROILoopPool through the shared Triton kernel: the geometry and bins above, then one launch for the
+    three regions (box: no hole; frame: box bins, hole = inner box; context: outer bins, hole = box)."""
+    from paperzoo_shared.kernels.roi_loop_pool import binned_max_pool_triton
+
+    _check_pool_inputs(features, rois, output_size, context_ratio)
+    height, width = features.shape[2:]
+    geometry = loop_pool_geometry(rois.detach(), spatial_scale, height, width, context_ratio)
+    box, inner, outer = (geometry[k].to(features.device) for k in ("box", "inner", "outer"))
+    ranges = []
+    for region in (box, box, outer):
+        y_lo, y_hi = _bins(region[:, 1], region[:, 3], height, output_size)
+        x_lo, x_hi = _bins(region[:, 0], region[:, 2], width, output_size)
+        ranges.append((y_lo, y_hi, x_lo, x_hi))
+    y_lo, y_hi, x_lo, x_hi = (torch.stack(parts, dim=1) for parts in zip(*ranges))  # (R, 3, P) each
+    holes = torch.stack([torch.zeros_like(box), inner, box], dim=1)  # (0, 0, 0, 0) has no interior
+    maps = rois[:, 0].detach().to(device=features.device, dtype=torch.int64)
+    pooled = binned_max_pool_triton(features, maps, y_lo, y_hi, x_lo, x_hi, holes)
+    return pooled[0], pooled[1], pooled[2]
+
+
 roi_loop_pool = KernelOp("huwsod_roi_loop_pool", reference=roi_loop_pool_reference)
+roi_loop_pool.register_backend(
+    "triton",
+    load=roi_loop_pool_triton,
+    is_available=triton_available,
+    supports=triton_supports,
+    auto_select=triton_on_cuda,
+)
 roi_loop_pool.register_backend("vectorized", load=roi_loop_pool_vectorized, is_available=lambda: True)
 
 

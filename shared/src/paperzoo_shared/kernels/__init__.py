@@ -196,23 +196,18 @@ def triton_cuda_available() -> bool:
 def triton_interpreting() -> bool:
     """True when ``TRITON_INTERPRET`` is set: ``@triton.jit`` kernels then run on CPU tensors (slowly).
 
-    Triton reads the variable when a kernel is *defined*, so it must be set before the first kernel module
-    of this package is imported (the test files set it at their top).
+    Triton reads the variable when a kernel is *defined*; the kernels of this package are defined on first
+    use once per mode, so setting it for a test (``monkeypatch.setenv``) is enough.
     """
     return os.environ.get("TRITON_INTERPRET", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def triton_available() -> bool:
-    """Triton imports, and either a CUDA device is present or the interpreter is on."""
+    """``is_available`` of a Triton backend: Triton imports. Whether it can run *these* tensors (CUDA, or the
+    CPU under the interpreter) is :func:`triton_supports`'s question, so its error can say what to do."""
     import importlib.util
 
-    if importlib.util.find_spec("triton") is None:
-        return False
-    if triton_interpreting():
-        return True
-    import torch
-
-    return torch.cuda.is_available()
+    return importlib.util.find_spec("triton") is not None
 
 
 def _tensor_devices(args: tuple, kwargs: dict) -> set[str]:
@@ -230,7 +225,7 @@ def triton_supports(*args: Any, **kwargs: Any) -> tuple[bool, str]:
         if triton_interpreting():
             return True, ""
         return False, (
-            "Triton kernels need CUDA tensors, got CPU tensors; set TRITON_INTERPRET=1 (before Python starts) "
+            "Triton kernels need CUDA tensors, got CPU tensors; set TRITON_INTERPRET=1 "
             "to run them on the CPU through Triton's interpreter (slow, for tests)"
         )
     return False, f"tensor arguments are on several device types ({', '.join(sorted(devices))})"
