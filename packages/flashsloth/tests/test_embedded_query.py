@@ -82,8 +82,18 @@ def test_acts_only_through_its_residual():
     assert not torch.allclose(with_module, without)
 
 
+def _loud_module(model, seed=0):
+    """Random N(0, 0.5^2) weights (LayerNorms included) in the query module, so its contribution is O(1): at init
+    (up-projection N(0, 0.02^2)) it moves the queries by ~6e-3 and a padding leak would hide below any tolerance."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.embedded_query.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
+    return model
+
+
 def test_padding_has_no_effect():
-    model = tiny_model()
+    model = _loud_module(tiny_model())
     alone = _batch([A], [A_SPANS], model, seed=3)
     both = _batch([A, B], [A_SPANS, B_SPANS], model, seed=3)
     both["pixel_values"][0] = alone["pixel_values"][0]
@@ -92,13 +102,17 @@ def test_padding_has_no_effect():
         ab, ctx_ab = model.prepare_multimodal(**both)
         h_a = torch.randn_like(a.inputs_embeds)
         h_ab = torch.randn_like(ab.inputs_embeds)
-        h_ab[0, : h_a.shape[1]] = h_a[
-            0
-        ]  # same hidden states for sample A; its text slots are padded in the batch
+        h_ab[0, : h_a.shape[1]] = h_a[0]  # same hidden states for sample A; its text slots are padded in the batch
         out_a = model.apply_embedded_query(h_a, ctx_a.layout, ctx_a.raw_features)
         out_ab = model.apply_embedded_query(h_ab, ctx_ab.layout, ctx_ab.raw_features)
+        leaky = ctx_ab.layout
+        leaky = type(leaky)(**{**vars(leaky), "text_mask": torch.ones_like(leaky.text_mask)})
+        out_leak = model.apply_embedded_query(h_ab, leaky, ctx_ab.raw_features)
     assert ctx_ab.layout.text_mask[0].sum() < ctx_ab.layout.text_mask.shape[1]  # A really is padded
-    torch.testing.assert_close(out_ab[0, : h_a.shape[1]], out_a[0], rtol=1e-5, atol=1e-6)
+    # the module's effect and a padding leak are both far above the tolerance, so the check can fail
+    assert float((out_a - h_a).abs().max()) > 0.1
+    assert float((out_leak[0, : h_a.shape[1]] - out_a[0]).abs().max()) > 1e-2
+    torch.testing.assert_close(out_ab[0, : h_a.shape[1]], out_a[0], rtol=1e-5, atol=1e-5)
     # perturbing the padded input ids and the padding positions leaves every valid logit unchanged
     with torch.no_grad():
         ref = model(**both).logits

@@ -145,10 +145,14 @@ class QueryAttention(nn.Module):
         m, q_len, _ = query.shape
         k_len = key.shape[1]
         h = self.num_heads
-        q = self.q_proj(query).view(m, q_len, h, -1).transpose(1, 2)
-        k = self.k_proj(key).view(m, k_len, h, -1).transpose(1, 2)
-        v = self.v_proj(value).view(m, k_len, h, -1).transpose(1, 2)
-        scores = torch.matmul(q.float(), k.float().transpose(2, 3)) / math.sqrt(q.shape[-1])
+        qk_head = self.q_proj.out_features // h
+        v_head = self.v_proj.out_features // h
+        # explicit head widths (not -1): an empty question gives k_len = 0, which the official code also accepts
+        q = self.q_proj(query).view(m, q_len, h, qk_head).transpose(1, 2)
+        k = self.k_proj(key).view(m, k_len, h, qk_head).transpose(1, 2)
+        v = self.v_proj(value).view(m, k_len, h, v_head).transpose(1, 2)
+        # scaled by the query/key head width (official: sqrt(down_head_dim)), not the value head width
+        scores = torch.matmul(q.float(), k.float().transpose(2, 3)) / math.sqrt(qk_head)
         scores = scores.masked_fill(~key_mask[:, None, None, :], -1e4)
         weights = torch.softmax(scores, dim=-1).to(v.dtype)
         out = torch.matmul(weights, v).transpose(1, 2).reshape(m, q_len, -1)
