@@ -113,9 +113,9 @@ def check_context(context: str, image_paths: Sequence[str]) -> str | None:
     return None
 
 
-def budget_tokens(text_tokens: int, n_images: int) -> int:
-    """Context size as the paper counts it: text tokens + 256 per image (Qwen-VL)."""
-    return text_tokens + IMAGE_TOKENS_PER_PICTURE * n_images
+def budget_tokens(text_tokens: int, n_images: int, image_tokens: int = IMAGE_TOKENS_PER_PICTURE) -> int:
+    """Context size as the paper counts it: text tokens + 256 (Qwen-VL) per image."""
+    return text_tokens + image_tokens * n_images
 
 
 # ----------------------------------------------------------------------------------------------------
