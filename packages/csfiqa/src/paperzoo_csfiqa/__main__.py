@@ -1,0 +1,3 @@
+from paperzoo_csfiqa.cli import main
+
+raise SystemExit(main())
