@@ -34,6 +34,7 @@ from transformers.models.llava.modeling_llava import LlavaModel, LlavaPreTrained
 from transformers.utils import ModelOutput
 
 from paperzoo_dynamic_llava.configuration import SELECTIONS, SparseConfig
+from paperzoo_shared.kernels.gated_decode_attention import gated_decode_attention
 
 IGNORE_INDEX = -100
 
@@ -489,25 +490,34 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         cos, sin = st.rope
         q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
         visible = st.visibility()
+        out = None
         if cache is not None and n == 1 and cache.keys[i] is not None:
             # decoding: the token is written at its sample's slot first (kept or not; a dropped one is simply
             # not counted and is overwritten later), so attention reads the buffer in place, without a copy
             before, span = cache.lengths[i], cache.longest[i] + 1
             cache.write(i, k, v, write if write is not None else st.real, longest)
-            k, v = cache.keys[i][:, :, :span], cache.values[i][:, :, :span]
-            visible = (torch.arange(span, device=h.device)[None, :] <= before[:, None])[:, None, :]
+            if policy is None and not last_query_attention:
+                # one query per sample over its own before + 1 slots, through paperzoo_shared's dispatcher:
+                # its reference is the masked SDPA below; on CUDA a Triton kernel that reads no padded slot
+                out = gated_decode_attention(
+                    q[:, :, 0], cache.keys[i], cache.values[i], before + 1, max_length=span
+                )[:, :, None]
+            else:
+                k, v = cache.keys[i][:, :, :span], cache.values[i][:, :, :span]
+                visible = (torch.arange(span, device=h.device)[None, :] <= before[:, None])[:, None, :]
         elif cache is not None:
             past_k, past_v, past_valid = cache.read(i, b, h.device)
             cache.write(i, k, v, write if write is not None else st.real, longest)
             if past_k is not None:
                 k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
                 visible = torch.cat([past_valid[:, None, :].expand(b, n, -1), visible], dim=2)
-        groups = q.shape[1] // k.shape[1]
-        k, v = _repeat_kv(k, groups), _repeat_kv(v, groups)
-        if policy is None:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None])
-        else:
-            out = masked_softmax_attention(q, k, v, visible, policy, self.sparse.masked_softmax_eps)
+        if out is None:
+            groups = q.shape[1] // k.shape[1]
+            k, v = _repeat_kv(k, groups), _repeat_kv(v, groups)
+            if policy is None:
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None])
+            else:
+                out = masked_softmax_attention(q, k, v, visible, policy, self.sparse.masked_softmax_eps)
         h = h + attn.o_proj(out.transpose(1, 2).reshape(b, n, -1))
         h = h + layer.mlp(layer.post_attention_layernorm(h))
         received = None
