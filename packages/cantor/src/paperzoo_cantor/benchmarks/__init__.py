@@ -1,0 +1,1 @@
+"""Benchmark readers and official scorers: ScienceQA and MathVista."""
