@@ -1,0 +1,199 @@
+"""Notes Sec. 5.6: the released parser, summary and prompts, and the pipeline over a scripted backend."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import pytest
+import released_example as released
+
+from paperzoo_cantor.backends import ScriptedBackend
+from paperzoo_cantor.modeling_cantor import (
+    CallFailed,
+    CantorConfig,
+    decision_rationale,
+    load_prompts,
+    parse_response,
+    run_cantor,
+    split_task,
+    summary,
+)
+
+# sha256 of the two strings of utils/prompt.py at ggg0919/cantor c549f9e, computed from the official file
+DECISION_PROMPT_SHA256 = "07c60562920d591a20ddf60eeb1d4f4b2ce341629345bbde7ed5a6b53b99419f"
+SYNTHESIS_PROMPT_SHA256 = "b82e4ff47902614c2676a2bf9e1faa9d9c8b4fd6b47f81cdc7361d4404010f22"
+
+
+def test_released_split_reproduces_sub_tasks():
+    assert split_task(released.DECISION) == released.SUB_TASKS
+    assert split_task(released.DECISION, "fixed") == released.SUB_TASKS
+
+
+def test_released_summary_reproduces_supplementary_information_byte_for_byte():
+    got = summary(released.DECISION, released.SUB_TASKS, released.SUB_ANSWERS)
+    assert got == released.SUPPLEMENTARY_INFORMATION
+
+
+KEYWORD_DECISION = (
+    "VisionIQ Analyst: Note the colour of the car\nTextIntel Extractor: N/A\nObjectQuant Locator: cars, people"
+)
+
+
+def test_official_filter_drops_note_because_it_contains_no():
+    assert split_task(KEYWORD_DECISION, "official") == ["ObjectQuant Locator: cars, people"]
+
+
+def test_fixed_filter_keeps_note():
+    # order of the release's scan: ChartSense, VisionIQ, TextIntel, ObjectQuant
+    assert split_task(KEYWORD_DECISION, "fixed") == [
+        "VisionIQ Analyst: Note the colour of the car",
+        "ObjectQuant Locator: cars, people",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "official", "fixed"),
+    [
+        ("TextIntel Extractor: Read the North arrow label", False, True),  # "No" in "North"
+        ("TextIntel Extractor: Rainfall in November", False, True),
+        ("TextIntel Extractor: None", False, False),
+        ("TextIntel Extractor: None.", False, False),
+        ("TextIntel Extractor: Not required.", False, False),
+        ("TextIntel Extractor: [Not needed]", False, False),
+        ("TextIntel Extractor: No.", False, False),
+        ("TextIntel Extractor: n/a", True, False),  # the release is case-sensitive
+        ("TextIntel Extractor: not required for this question", True, False),
+        (
+            "TextIntel Extractor: [Specify the text or information to be extracted from the image, if necessary.]",
+            False,
+            False,
+        ),
+        ("ChartSense Expert: [Extract chart data or specify any questions about the chart, if required.]", True, False),
+        ("TextIntel Extractor: Read the title", True, True),
+        ("TextIntel Extractor: ", True, False),  # an empty task line
+    ],
+)
+def test_filters_line_by_line(line, official, fixed):
+    assert bool(split_task(line, "official")) is official
+    assert bool(split_task(line, "fixed")) is fixed
+
+
+def test_split_tolerates_markdown_bold_and_keeps_scan_order():
+    decision = (
+        "Modules' tasks:\n1. **TextIntel Extractor:** Read the labels.\n2. **ChartSense Expert**: Read the axis.\n"
+        "3. ObjectQuant Locator: dogs, cats"
+    )
+    assert split_task(decision) == [
+        "ChartSense Expert: Read the axis.",
+        "TextIntel Extractor: Read the labels.",
+        "ObjectQuant Locator: dogs, cats",
+    ]
+
+
+def test_summary_fallbacks():
+    # no "Answer ... Modules' tasks:" span: the "Rationale ... \nModules' tasks:" span
+    decision = "Rationale: look at the bars\nModules' tasks:\n1. ChartSense Expert: Read the bars.\n"
+    assert decision_rationale(decision) == "look at the bars"
+    # neither: the whole decision; no sub-tasks: no header
+    assert summary("It can be answered directly.\n", [], []) == "It can be answered directly.\n"
+    # zip: a task without an answer is dropped, as in the release
+    text = summary("Answer: r\nModules' tasks:\n", ["A: x", "B: y"], [" a"])
+    assert text == "r\nModules' tasks:\nA: x Answer: a\n"
+
+
+def test_prompts_are_the_released_strings():
+    prompts = load_prompts("release-c549f9e")
+    assert hashlib.sha256(prompts.decision_prompt.encode()).hexdigest() == DECISION_PROMPT_SHA256
+    assert hashlib.sha256(prompts.synthesis_prompt.encode()).hexdigest() == SYNTHESIS_PROMPT_SHA256
+    for example in range(1, 7):
+        assert f'"Question{example}"' in prompts.decision_prompt
+    with pytest.raises(ValueError, match="unknown prompt version"):
+        load_prompts("paper-v2")
+
+
+def test_prompt_goldens():
+    prompts = load_prompts()
+    assert prompts.decision_call("Q?") == (
+        prompts.decision_prompt
+        + "\nPlease refer to the prompts and examples above to help me solve the following problem:\nQuestion: Q?\n"
+    )
+    assert prompts.synthesis_call("Q?", "S") == (
+        prompts.synthesis_prompt + "\nPlease answer the following case:\n Question:Q?\nSupplementary information:S"
+    )
+
+
+def _released_backend() -> ScriptedBackend:
+    prompts = load_prompts()
+    return ScriptedBackend.from_prompts(
+        {
+            prompts.decision_call(released.QUERY): released.DECISION,
+            released.SUB_TASKS[0]: released.SUB_ANSWERS[0],
+            prompts.synthesis_call(released.QUERY, released.SUPPLEMENTARY_INFORMATION): released.RESPONSE,
+        }
+    )
+
+
+def test_end_to_end_reproduces_the_released_state_file():
+    backend = _released_backend()
+    image = b"\x89PNG fake chart"
+    trace = asyncio.run(run_cantor(backend.generate, released.QUERY, image))
+    assert trace.as_decision_json() == released.DECISION_JSON
+    assert len(backend.calls) == 1 + len(released.SUB_TASKS) + 1
+    assert [c[1] for c in backend.calls] == [image, image, image]  # every call sees the image
+    assert [s.role for s in trace.steps] == ["decision", "expert", "synthesis"]
+    parsed = parse_response(trace.response)
+    assert parsed.answer == "July" and parsed.well_formed
+    assert parsed.rationale.endswith("with an average temperature of 75\u00b0F.")
+
+
+def test_sequential_experts_and_image_switches():
+    backend = _released_backend()
+    config = CantorConfig(parallel_experts=False, decision_image=False, synthesis_image=False)
+    trace = asyncio.run(run_cantor(backend.generate, released.QUERY, b"img", config))
+    assert trace.supplementary_information == released.SUPPLEMENTARY_INFORMATION
+    assert [c[1] for c in backend.calls] == [None, b"img", None]
+
+
+def test_a_failed_call_stands_as_a_space_and_the_pipeline_goes_on():
+    prompts = load_prompts()
+    decision = "Answer:\n1. r\n\nModules' tasks:\n1. TextIntel Extractor: Read it.\n2. ObjectQuant Locator: dogs\n"
+
+    async def generate(prompt, image):
+        if prompt == prompts.decision_call("q"):
+            return decision
+        if prompt.startswith("TextIntel"):
+            raise CallFailed("timeout", "no response within 1 s")
+        if prompt.startswith("ObjectQuant"):
+            return " two dogs"
+        raise CallFailed("refusal", "blocked")
+
+    trace = asyncio.run(run_cantor(generate, "q", None))
+    assert trace.sub_answers == [" ", " two dogs"]
+    assert trace.supplementary_information == (
+        "1. r\nModules' tasks:\nTextIntel Extractor: Read it. Answer: \nObjectQuant Locator: dogs Answer: two dogs\n"
+    )
+    assert trace.response == " "
+    assert [s.error for s in trace.steps] == [None, "timeout: no response within 1 s", None, "refusal: blocked"]
+
+
+@pytest.mark.parametrize(
+    ("response", "answer", "well_formed"),
+    [
+        ("Rationale: because.\nAnswer: July", "July", True),
+        ("Rationale:x Answer:(B)", "(B)", True),
+        ("**Rationale:** x\n**Answer:** B", "B", True),
+        ("Answer: A. Rationale: ... Answer: C", "C", True),
+        ("July is the hottest.", "July is the hottest.", False),
+    ],
+)
+def test_parse_response(response, answer, well_formed):
+    parsed = parse_response(response)
+    assert (parsed.answer, parsed.well_formed) == (answer, well_formed)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="split_mode"):
+        CantorConfig(split_mode="loose")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="split mode"):
+        split_task("x", "loose")  # type: ignore[arg-type]
