@@ -88,11 +88,12 @@ class BrisqueRegressor:
 
 
 class SmallCNN(nn.Module):
-    """A small CNN regressor: conv-BN-ReLU stages with stride-2 pooling, global average pooling, linear."""
+    """A small CNN regressor: a stride-2 stem, conv-BN-ReLU stages with 2x2 max pooling, global average
+    pooling, linear."""
 
     def __init__(self, channels: list[int]):
         super().__init__()
-        layers, c_in = [], 3
+        layers, c_in = [nn.Conv2d(3, channels[0], 3, stride=2, padding=1), nn.ReLU(inplace=True)], channels[0]
         for c in channels:
             layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             c_in = c
@@ -103,7 +104,17 @@ class SmallCNN(nn.Module):
         return self.head(self.features(images).mean(dim=(2, 3))).squeeze(-1)
 
 
+class SingleScaleViT(nn.Module):
+    """timm's ViT with one patch size and a 1-output regression head on the CLS token."""
+
+    def __init__(self, img_size: int, patch: int, dim: int, depth: int, heads: int):
+        super().__init__()
+        self.vit = VisionTransformer(img_size=img_size, patch_size=patch, embed_dim=dim, depth=depth,
+                                     num_heads=heads, mlp_ratio=2.0, num_classes=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.vit(images).squeeze(-1)
+
+
 def single_scale_vit(img_size: int, patch: int, dim: int, depth: int, heads: int) -> nn.Module:
-    """timm's ViT with one patch size and a 1-output regression head (CLS token)."""
-    return VisionTransformer(img_size=img_size, patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads,
-                             mlp_ratio=2.0, num_classes=1)
+    return SingleScaleViT(img_size, patch, dim, depth, heads)

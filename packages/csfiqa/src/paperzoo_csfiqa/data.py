@@ -198,7 +198,7 @@ def read_live(root: str | Path) -> IQADataset:
         for number in range(1, count + 1):
             where = f"{dmos_file} (entry {index + 1})"
             if not math.isfinite(dmos[index]):
-                raise DataError(f"{where}: DMOS {dmos[index]!r} is not a finite number")
+                raise DataError(f"{where}: DMOS {float(dmos[index])} is not a finite number")
             if not orgs[index]:
                 name = f"{folder}/img{number}.bmp"
                 samples.append(
@@ -272,7 +272,7 @@ def read_livec(root: str | Path) -> IQADataset:
     for index in range(LIVEC_SKIP, len(names)):
         where = f"{mos_file} (entry {index + 1})"
         if not math.isfinite(mos[index]):
-            raise DataError(f"{where}: MOS {mos[index]!r} is not a finite number")
+            raise DataError(f"{where}: MOS {float(mos[index])} is not a finite number")
         name = names[index]
         samples.append(
             IQASample(name, float(mos[index]), name,
@@ -523,7 +523,7 @@ def _fit(image: np.ndarray, crop: int, resize: int | None) -> np.ndarray:
     return image
 
 
-def test_crop_boxes(height: int, width: int, crop: int, n: int) -> list[tuple[int, int]]:
+def multi_crop_boxes(height: int, width: int, crop: int, n: int) -> list[tuple[int, int]]:
     """(top, left) of ``n`` deterministic test crops: the centre, then the four corners, then a grid."""
     cy, cx = (height - crop) // 2, (width - crop) // 2
     boxes = [(cy, cx), (0, 0), (0, width - crop), (height - crop, 0), (height - crop, width - crop)]
@@ -602,7 +602,7 @@ class TrainCrops(Dataset):
         return _to_tensor(patch), torch.tensor(self.mos[index], dtype=torch.float32)
 
 
-class TestCrops(Dataset):
+class EvalCrops(Dataset):
     """All ``n`` test crops of one image per item: (n, 3, crop, crop), and its MOS."""
 
     def __init__(self, dataset: IQADataset, indices: Sequence[int], mos: np.ndarray, crop: int, n: int,
@@ -615,6 +615,6 @@ class TestCrops(Dataset):
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         index = self.indices[item]
         image = _fit(self.dataset.load(index), self.crop, self.resize)
-        boxes = test_crop_boxes(*image.shape[:2], self.crop, self.n)
+        boxes = multi_crop_boxes(*image.shape[:2], self.crop, self.n)
         crops = torch.stack([_to_tensor(image[t : t + self.crop, l : l + self.crop]) for t, l in boxes])
         return crops, torch.tensor(self.mos[index], dtype=torch.float32)

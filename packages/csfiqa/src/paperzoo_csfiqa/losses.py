@@ -130,6 +130,8 @@ def nsm_loss(
 
 
 def mos_regression_loss(pred: torch.Tensor, mos: torch.Tensor, kind: str = "l1") -> torch.Tensor:
+    if pred.shape != mos.shape:
+        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from the MOS shape {tuple(mos.shape)}")
     if kind == "l1":
         return F.l1_loss(pred, mos)
     if kind == "smooth_l1":

@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from paperzoo_csfiqa.configuration import METHODS, ExperimentConfig, method_model_config
-from paperzoo_csfiqa.data import EpochSampler, IQADataset, TestCrops, TrainCrops
+from paperzoo_csfiqa.data import EpochSampler, IQADataset, EvalCrops, TrainCrops
 from paperzoo_csfiqa.losses import csfiqa_loss, mos_regression_loss
 from paperzoo_shared.config import config_hash, to_dict
 from paperzoo_shared.lightning_resume import RngStateCallback
@@ -85,7 +85,7 @@ def scores_of(network: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(network: nn.Module, dataset: TestCrops, batch_size: int = 16) -> np.ndarray:
+def predict(network: nn.Module, dataset: EvalCrops, batch_size: int = 16) -> np.ndarray:
     """Per-image prediction = mean of the scores of its test crops."""
     was_training = network.training
     network.eval()
@@ -102,7 +102,7 @@ def predict(network: nn.Module, dataset: TestCrops, batch_size: int = 16) -> np.
 class IQAModule(L.LightningModule):
     """One network and its loss; evaluation on val and test after every epoch (``history``)."""
 
-    def __init__(self, config: ExperimentConfig, method: str, eval_sets: dict[str, TestCrops], steps_per_epoch: int):
+    def __init__(self, config: ExperimentConfig, method: str, eval_sets: dict[str, EvalCrops], steps_per_epoch: int):
         super().__init__()
         self.config, self.method = config, method
         self.network = build_network(config, method)
@@ -198,7 +198,7 @@ def train_run(config: ExperimentConfig, method: str, seed: int, dataset: IQAData
     train = config.train
     crops = TrainCrops(dataset, split["train"], mos, train.crop, crops_per_image=train.train_crops,
                        hflip=train.hflip, seed=seed, resize=config.data.resize)
-    eval_sets = {name: TestCrops(dataset, split[name], mos, train.crop, train.test_crops, config.data.resize)
+    eval_sets = {name: EvalCrops(dataset, split[name], mos, train.crop, train.test_crops, config.data.resize)
                  for name in ("val", "test") if split.get(name)}
     loader = DataLoader(crops, batch_size=train.batch_size, sampler=EpochSampler(len(crops), seed),
                         num_workers=train.num_workers, drop_last=len(crops) > train.batch_size)
