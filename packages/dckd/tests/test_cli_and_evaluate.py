@@ -74,3 +74,19 @@ def test_cli_convert_reports_wrong_architecture(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert str(path) in err and "missing keys" in err
+
+
+def test_cli_known_error_is_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
+    missing = tmp_path / "nowhere.yaml"
+    assert main(["eval", "--config", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("paperzoo-dckd: error:") and str(missing) in err[0]
+    assert "Traceback" not in "\n".join(err)
+    with pytest.raises((FileNotFoundError, ValueError)):
+        main(["eval", "--config", str(missing), "--debug"])
+
+
+def test_cli_help_lists_debug(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--debug" in capsys.readouterr().out

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 from paperzoo_dckd.configuration import ExperimentConfig
+from paperzoo_dckd.evaluate import evaluate
 from paperzoo_dckd.models import build_model
-from paperzoo_dckd.train import load_train_pairs, train_student
+from paperzoo_dckd.train import load_test_sets, load_train_pairs, train_student
 
 from paperzoo_shared.config import load_config
+from paperzoo_shared.lightning_resume import KillAtStep, SimulatedKill, assert_same_tensors
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY = [
@@ -38,17 +41,6 @@ def _setup(extra=()):
     return config, teacher, encoder, load_train_pairs(config)
 
 
-class Kill(L.Callback):
-    """Simulates a kill after ``at`` optimizer steps (before that step's checkpoint is written)."""
-
-    def __init__(self, at: int):
-        self.at = at
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step >= self.at:
-            raise RuntimeError("killed")
-
-
 class StartStep(L.Callback):
     def __init__(self):
         self.step: int | None = None
@@ -69,8 +61,8 @@ def test_every_method_trains_a_few_steps(tmp_path):
 def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     config, teacher, encoder, pairs = _setup()
     run = tmp_path / "dckd"
-    with pytest.raises(RuntimeError, match="killed"):
-        train_student(config, "dckd", 0, run, teacher, encoder, pairs, callbacks=[Kill(5)])
+    with pytest.raises(SimulatedKill):
+        train_student(config, "dckd", 0, run, teacher, encoder, pairs, callbacks=[KillAtStep(4)])
     last = torch.load(run / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 4 and not (run / "done.json").exists()
     # the history model and the EMA are part of the checkpoint
@@ -91,8 +83,8 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
 def test_changed_config_does_not_resume_a_stale_checkpoint(tmp_path):
     config, teacher, encoder, pairs = _setup()
     run = tmp_path / "logits"
-    with pytest.raises(RuntimeError, match="killed"):
-        train_student(config, "logits", 0, run, teacher, encoder, pairs, callbacks=[Kill(3)])
+    with pytest.raises(SimulatedKill):
+        train_student(config, "logits", 0, run, teacher, encoder, pairs, callbacks=[KillAtStep(2)])
     changed, *_ = _setup(["train.lr=0.0005"])
     start = StartStep()
     train_student(changed, "logits", 0, run, teacher, encoder, pairs, callbacks=[start])
@@ -146,9 +138,73 @@ def test_resumed_run_continues_the_sample_stream(tmp_path):
     config, teacher, encoder, pairs = _setup()
     full = BatchLog()
     train_student(config, "logits", 0, tmp_path / "full", teacher, encoder, pairs, callbacks=[full])
-    with pytest.raises(RuntimeError, match="killed"):
-        train_student(config, "logits", 0, tmp_path / "cut", teacher, encoder, pairs, callbacks=[Kill(5)])
+    with pytest.raises(SimulatedKill):
+        train_student(
+            config, "logits", 0, tmp_path / "cut", teacher, encoder, pairs, callbacks=[KillAtStep(4)]
+        )
     resumed = BatchLog()
     train_student(config, "logits", 0, tmp_path / "cut", teacher, encoder, pairs, callbacks=[resumed])
     assert sorted(resumed.sums) == [4, 5]
     assert all(resumed.sums[step] == pytest.approx(full.sums[step]) for step in (4, 5))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Exact resume (issue 11): a dckd run killed at step k (KillAtStep fires once step k's last.ckpt is on disk)
+# and resumed equals the uninterrupted run bit for bit: student, EMA, history model, Fig. 8b curve and the
+# evaluation PSNR/SSIM. Before the fix last.ckpt held an EMA and history model one step stale and the
+# degradation generator was re-seeded on resume, so these comparisons failed.
+# ---------------------------------------------------------------------------------------------------------
+
+
+class FinalState(L.Callback):
+    """Keeps a copy of the module's state dict (student, EMA, history model) when training ends."""
+
+    def __init__(self) -> None:
+        self.state: dict | None = None
+
+    def on_train_end(self, trainer, pl_module):
+        self.state = copy.deepcopy(pl_module.state_dict())
+
+
+def _run(config, teacher, encoder, pairs, run, kill=None):
+    if kill is not None:
+        with pytest.raises(SimulatedKill):
+            train_student(
+                config, "dckd", 0, run, teacher, encoder, pairs, track_every=2, callbacks=[KillAtStep(kill)]
+            )
+        assert (run / "last.ckpt").is_file() and not (run / "done.json").exists()
+    final = FinalState()
+    student, curve = train_student(
+        config, "dckd", 0, run, teacher, encoder, pairs, track_every=2, callbacks=[final]
+    )
+    return final.state, student, curve
+
+
+@pytest.mark.parametrize("kill", [2, 4])
+def test_killed_dckd_run_resumes_bit_for_bit(tmp_path, kill):
+    # history updated every 2 steps and checkpoints every 2: a kill lands right after a history update
+    config, teacher, encoder, pairs = _setup()
+    reference, ref_student, ref_curve = _run(config, teacher, encoder, pairs, tmp_path / "straight")
+    resumed, student, curve = _run(config, teacher, encoder, pairs, tmp_path / "killed", kill)
+    assert {k.split(".")[1] for k in reference} == {"student", "student_ema", "history"}
+    assert_same_tensors(reference, resumed, "student + EMA + history model")
+    assert_same_tensors(ref_student.state_dict(), student.state_dict(), "final.pt (EMA)")
+    assert curve == ref_curve and [c["iteration"] for c in curve] == [2, 4, 6]
+    test_set = load_test_sets(config)["skim-SR"][:2]
+    ref_metrics = evaluate(ref_student, test_set, config.data.scale)
+    metrics = evaluate(student, test_set, config.data.scale)
+    assert metrics == ref_metrics  # PSNR/SSIM bit for bit, per image too
+
+
+def test_a_checkpoint_without_random_stream_state_is_a_clear_error(tmp_path):
+    from paperzoo_shared.errors import UserError
+
+    config, teacher, encoder, pairs = _setup()
+    run = tmp_path / "old"
+    with pytest.raises(SimulatedKill):
+        train_student(config, "logits", 0, run, teacher, encoder, pairs, callbacks=[KillAtStep(2)])
+    state = torch.load(run / "last.ckpt", weights_only=False)
+    del state["paperzoo_rng"]  # what a 0.1 checkpoint looks like
+    torch.save(state, run / "last.ckpt")
+    with pytest.raises(UserError, match="cannot be resumed exactly"):
+        train_student(config, "logits", 0, run, teacher, encoder, pairs)

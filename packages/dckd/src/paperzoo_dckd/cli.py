@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 
 from paperzoo_dckd.configuration import METHODS, ExperimentConfig
-from paperzoo_shared.config import ConfigError, load_config
-from paperzoo_shared.data.errors import DataError
+from paperzoo_shared.config import load_config
+from paperzoo_shared.errors import add_debug_flag, run_cli
 
 
 def _config(args: argparse.Namespace) -> ExperimentConfig:
@@ -217,16 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     params = commands.add_parser("params", help="parameter counts of the paper's networks")
     params.add_argument("--scale", type=int, default=4)
     params.set_defaults(func=cmd_params)
+    add_debug_flag(parser)
+    for sub in commands.choices.values():
+        add_debug_flag(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ConfigError, DataError, ValueError) as error:
-        print(f"paperzoo-dckd {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    return args.func(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: a known error (bad config or input, missing file) is one line and exit status 2; the
+    traceback only with ``--debug`` or ``PAPERZOO_DEBUG=1``."""
+    return run_cli("paperzoo-dckd", _main, argv)
 
 
 if __name__ == "__main__":

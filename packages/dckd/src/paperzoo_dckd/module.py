@@ -14,6 +14,7 @@ from paperzoo_dckd.configuration import EncoderTrainConfig, TrainConfig
 from paperzoo_dckd.data import ProgressiveBatchSampler
 from paperzoo_dckd.modeling_dckd import Distiller
 from paperzoo_dckd.models.vqgan import VQGANEncoder
+from paperzoo_shared.lightning_resume import PostStepMixin
 
 
 def cosine_lr(iteration: int, lr: float, periods: list[int], eta_mins: list[float]) -> float:
@@ -44,8 +45,14 @@ def make_optimizer(params, cfg: TrainConfig):
     return optimizer, scheduler
 
 
-class DistillationModule(L.LightningModule):
+class DistillationModule(PostStepMixin, L.LightningModule):
     """Trains ``distiller.student`` with the distiller's losses; keeps the EMA and history model in step.
+
+    Exact resume (on CPU): the EMA, history-model and Fig. 8b updates run in :meth:`after_optimizer_step`,
+    i.e. inside ``optimizer_step`` and so before ``ModelCheckpoint`` writes the step's ``last.ckpt``
+    (Lightning calls callbacks' ``on_train_batch_end`` before the module's). The degradation generator is
+    exposed through :meth:`resumable_generators`, so ``paperzoo_shared.lightning_resume.RngStateCallback``
+    saves it in every checkpoint and restores it (with the global RNGs) on resume instead of re-seeding it.
 
     Args:
         distiller: the student, its EMA/history copies, the frozen teacher/encoder and the method.
@@ -54,7 +61,8 @@ class DistillationModule(L.LightningModule):
         scale: the SR factor (crop border of the Fig. 8b PSNR).
         track_batch: a fixed ``{"lq", "gt"}`` batch on which :meth:`Distiller.history_gap` is measured
             every ``track_every`` iterations (Fig. 8b); the curve is kept in ``self.curve`` and in checkpoints.
-        seed: seed of the degradation generator (combined with the rank and the start step).
+        seed: seed of the degradation generator (combined with the rank when the fit starts; a resumed run
+            restores the generator's saved state instead).
     """
 
     def __init__(
@@ -81,13 +89,23 @@ class DistillationModule(L.LightningModule):
         optimizer, scheduler = make_optimizer(params, self.train_cfg)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def resumable_generators(self) -> dict[str, torch.Generator]:
+        return {"degradation": self.distiller.generator}
+
     def on_fit_start(self) -> None:
         self.distiller.frozen_to(self.device)
+        # Seeded here, before Lightning's callbacks restore a resumed run's saved state in on_train_start.
+        self.distiller.generator.manual_seed(hash((self.seed, self.global_rank)) % (2**63))
 
     def on_train_start(self) -> None:
-        # After a resume the checkpoint is loaded by now: continue the data and noise streams where they were.
+        # After a resume the checkpoint is loaded by now: continue the sample stream where it was.
         self.start_step = int(self.global_step)
-        self.distiller.generator.manual_seed(hash((self.seed, self.global_rank, self.start_step)) % (2**63))
+        if self.start_step and self.global_rank != 0:
+            # Only rank 0 writes checkpoints, so the restored degradation state is rank 0's: re-derive the
+            # other ranks' streams (resume is bit-exact for one process; with DDP the ranks stay decorrelated).
+            self.distiller.generator.manual_seed(
+                hash((self.seed, self.global_rank, self.start_step)) % (2**63)
+            )
         loader = self.trainer.train_dataloader
         dataset = getattr(loader, "dataset", None)
         sampler = getattr(loader, "batch_sampler", None)
@@ -103,8 +121,8 @@ class DistillationModule(L.LightningModule):
             self.log(f"train/{name}", value.detach(), prog_bar=name == "total", batch_size=batch_size)
         return terms["total"]
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        iteration = int(self.global_step)  # optimizer steps so far = BasicSR's current_iter
+    def after_optimizer_step(self, step: int) -> None:
+        iteration = step  # optimizer steps done, counting this one = BasicSR's current_iter
         self.distiller.after_optimizer_step(iteration)
         if self.track_batch is not None and self.track_every and iteration % self.track_every == 0:
             lq = self.track_batch["lq"].to(self.device)

@@ -42,6 +42,8 @@ from paperzoo_dckd.modeling_dckd import Distiller
 from paperzoo_dckd.models import build_model
 from paperzoo_dckd.module import DistillationModule, VQAutoencoderModule
 from paperzoo_shared.config import config_hash
+from paperzoo_shared.errors import UserError
+from paperzoo_shared.lightning_resume import CHECKPOINT_KEY, RngStateCallback
 from paperzoo_shared.repro import atomic_write_json
 
 SR_ARCHS = {"swinir", "rcan", "edsr"}
@@ -157,7 +159,9 @@ def make_trainer(
         num_nodes=train.num_nodes,
         strategy=train.strategy,
         precision=train.precision,
-        callbacks=[checkpoint, *callbacks],
+        # every random stream (global and the module's degradation generator) saved in and restored from
+        # each checkpoint: a killed run resumes bit for bit on CPU
+        callbacks=[checkpoint, RngStateCallback(), *callbacks],
         logger=CSVLogger(run_dir, name="logs", version="") if train.logger == "csv" else False,
         enable_progress_bar=train.progress_bar,
         enable_model_summary=False,
@@ -186,7 +190,12 @@ def fit(
     if train.threads:
         torch.set_num_threads(train.threads)
     last = run_dir / "last.ckpt"
-    start = resume_step(last) if last.is_file() else 0
+    start, has_rng = _resume_info(last) if last.is_file() else (0, True)
+    if not has_rng:
+        raise UserError(
+            f"{last} was written by paperzoo-dckd 0.1, which did not save the random streams, so it cannot be "
+            "resumed exactly; delete it (or the run folder) to restart the run"
+        )
     common = {"num_workers": train.num_workers, "persistent_workers": False}
     if train.progressive and isinstance(dataset, PatchDataset):
         sampler = ProgressiveBatchSampler(train.stage_at, train.max_batch_size, max_steps, start_step=start)
@@ -392,6 +401,16 @@ def build_encoder(
 def checkpoint_step(path: Path) -> int:
     """The global step stored in a Lightning checkpoint."""
     return int(read_checkpoint(path).get("global_step", 0))
+
+
+def _resume_info(path: Path) -> tuple[int, bool]:
+    """(global step, whether it holds exact resume's random-stream state) of a Lightning checkpoint; an
+    unreadable one gives (0, True) and Lightning reports it."""
+    try:
+        state = read_checkpoint(path)
+        return int(state.get("global_step", 0)), CHECKPOINT_KEY in state
+    except (CheckpointError, AttributeError, KeyError, TypeError, ValueError):
+        return 0, True
 
 
 def resume_step(path: Path) -> int:
