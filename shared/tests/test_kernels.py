@@ -96,3 +96,34 @@ def test_importing_shared_does_not_import_triton():
     code = "import sys, paperzoo_shared.kernels, paperzoo_shared.registry; print('triton' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_auto_select_applies_to_auto_only(caplog):
+    caplog.set_level("INFO")
+    op = KernelOp(f"test_op_{next(_counter)}", reference=lambda x: 2 * x)
+    op.register_backend("gpu", load=lambda x: 3 * x, is_available=lambda: True,
+                        auto_select=lambda x: (x > 10, "small inputs stay on the reference"))  # fmt: skip
+    assert op(1) == 2 and op(1) == 2 and op(20) == 60  # auto: the check decides
+    assert sum("small inputs" in r.getMessage() for r in caplog.records) == 1  # logged once
+    with use("gpu"):
+        assert op(1) == 3  # named explicitly: only is_available/supports matter
+    with pytest.raises(ValueError, match="already has a backend 'gpu'"):
+        op.register_backend("gpu", load=abs, is_available=lambda: True)
+
+
+def test_triton_device_checks(monkeypatch):
+    import torch
+
+    cpu = torch.zeros(2)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    ok, reason = kernels.triton_supports(cpu, cpu, 3)
+    assert not ok and "need CUDA tensors" in reason and "TRITON_INTERPRET=1" in reason
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert kernels.triton_interpreting() and kernels.triton_supports(cpu, scale=cpu) == (True, "")
+    assert kernels.triton_on_cuda(cpu)[0] is False  # auto never picks the interpreter
+    assert kernels.triton_on_cuda(1, 2.0) == (True, "")  # no tensors: nothing to object to
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not kernels.triton_interpreting()
+    meta = torch.zeros(2, device="meta")
+    ok, reason = kernels.triton_supports(cpu, meta)
+    assert not ok and "several device types (cpu, meta)" in reason

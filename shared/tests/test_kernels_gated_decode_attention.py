@@ -81,7 +81,9 @@ def test_reference_equals_a_softmax_by_hand():
 def test_triton_matches_the_reference(interpret, dtype, splits):
     q, k, v, lengths = _case([0, 1, 70, 150, 33], heads=8, kv_heads=2, dtype=dtype)
     ref = gated_decode_attention_reference(q, k, v, lengths)
-    tri = gated_decode_attention_triton(q, _poisoned(k, lengths), _poisoned(v, lengths), lengths, num_splits=splits)
+    tri = gated_decode_attention_triton(
+        q, _poisoned(k, lengths), _poisoned(v, lengths), lengths, num_splits=splits
+    )
     assert tri.dtype == dtype and not tri.isnan().any()
     tol = TOLERANCE[dtype]
     torch.testing.assert_close(tri.float(), ref.float(), rtol=tol, atol=tol)
@@ -93,7 +95,9 @@ def test_group_sizes_and_head_dims(interpret, heads, kv_heads, d):
     q, k, v, lengths = _case([7, 1, 64, 65], heads=heads, kv_heads=kv_heads, d=d, seed=heads)
     ref = gated_decode_attention_reference(q, k, v, lengths)
     for splits in (1, 2):
-        tri = gated_decode_attention_triton(q, _poisoned(k, lengths), _poisoned(v, lengths), lengths, num_splits=splits)
+        tri = gated_decode_attention_triton(
+            q, _poisoned(k, lengths), _poisoned(v, lengths), lengths, num_splits=splits
+        )
         torch.testing.assert_close(tri, ref, rtol=2e-6, atol=2e-6)
 
 
@@ -133,7 +137,9 @@ def test_dispatch_and_errors(interpret, monkeypatch):
     with pytest.raises(KernelUnavailableError, match="need CUDA tensors.*TRITON_INTERPRET=1"):
         gated_decode_attention(q, k, v, lengths)
     monkeypatch.setenv("PAPERZOO_KERNELS", "auto")
-    assert torch.equal(gated_decode_attention(q, k, v, lengths), gated_decode_attention_reference(q, k, v, lengths))
+    assert torch.equal(
+        gated_decode_attention(q, k, v, lengths), gated_decode_attention_reference(q, k, v, lengths)
+    )
 
 
 def test_split_heuristic():

@@ -56,7 +56,9 @@ def _check(q: Tensor, k: Tensor, v: Tensor, lengths: Tensor, starts: Tensor | No
         raise ValueError(f"lengths (and starts) must be (B,) = ({b},), got {tuple(lengths.shape)}")
 
 
-def _as_padded(k: Tensor, v: Tensor, lengths: Tensor, starts: Tensor, max_length: int) -> tuple[Tensor, Tensor]:
+def _as_padded(
+    k: Tensor, v: Tensor, lengths: Tensor, starts: Tensor, max_length: int
+) -> tuple[Tensor, Tensor]:
     """A packed (T, H_kv, d) cache gathered to (B, H_kv, max_length, d) (slots past a sample's length: row 0)."""
     slot = torch.arange(max_length, device=k.device)
     rows = torch.where(slot[None, :] < lengths[:, None], starts[:, None] + slot[None, :], 0)

@@ -52,7 +52,13 @@ def _check(features: Tensor, batch_index: Tensor, y_lo: Tensor, y_hi: Tensor, x_
 
 
 def binned_max_pool_reference(
-    features: Tensor, batch_index: Tensor, y_lo: Tensor, y_hi: Tensor, x_lo: Tensor, x_hi: Tensor, holes: Tensor
+    features: Tensor,
+    batch_index: Tensor,
+    y_lo: Tensor,
+    y_hi: Tensor,
+    x_lo: Tensor,
+    x_hi: Tensor,
+    holes: Tensor,
 ) -> Tensor:
     """Readable loop. Returns ``(K, R, C, P, P)``: kind-major, so ``out[k]`` is one region's pooled features."""
     _check(features, batch_index, y_lo, y_hi, x_lo, x_hi, holes)
@@ -223,7 +229,13 @@ class _BinnedMaxPool(torch.autograd.Function):
 
 
 def binned_max_pool_triton(
-    features: Tensor, batch_index: Tensor, y_lo: Tensor, y_hi: Tensor, x_lo: Tensor, x_hi: Tensor, holes: Tensor
+    features: Tensor,
+    batch_index: Tensor,
+    y_lo: Tensor,
+    y_hi: Tensor,
+    x_lo: Tensor,
+    x_hi: Tensor,
+    holes: Tensor,
 ) -> Tensor:
     """The Triton kernel (CUDA tensors, or CPU tensors under ``TRITON_INTERPRET=1``); same result layout as
     :func:`binned_max_pool_reference`. Differentiable in ``features`` (first maximum takes the gradient)."""
