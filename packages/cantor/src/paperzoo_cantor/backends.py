@@ -187,7 +187,7 @@ class OpenAIBackend:
         self.max_tokens = max_tokens
         self.system_prompt = system_prompt
         self.extra_body = dict(extra_body or {})
-        self.name = f"openai:{model}@{base_url}"
+        self.name = f"openai:{model}"  # the cache key: the same model behind another URL (or port) is a hit
         self.settings = {"temperature": temperature, "max_tokens": max_tokens, "system": system_prompt,
                          "extra_body": self.extra_body}  # fmt: skip
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key=key or NO_KEY, timeout=timeout, max_retries=0)

@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     ev.add_argument("--model", help="model name (openai), checkpoint folder (transformers) or module:function")
     ev.add_argument("--api-key-env", help="environment variable with the API key (default OPENAI_API_KEY)")
+    ev.add_argument("--expert-backend", choices=[*BACKENDS, "same"], help="model of the expert calls (default: same)")
+    ev.add_argument("--expert-base-url", help="server of the expert model")
+    ev.add_argument("--expert-model", help="expert model name / checkpoint")
+    ev.add_argument("--expert-api-key-env", help="environment variable with the expert server's API key")
     ev.add_argument("--out", type=Path, required=True, help="run folder (records, cache, scores)")
     ev.add_argument("--limit", type=int, help="only the first N problems")
     ev.add_argument("--image-only", action="store_true", default=None, help="ScienceQA: the IMG subset (Table 2)")
@@ -91,7 +95,9 @@ _FLAG_KEYS = {
     "limit": "limit", "image_only": "image_only", "captions": "captions", "split_mode": "cantor.split_mode",
     "extractor": "extractor", "concurrency": "backend.concurrency", "item_concurrency": "item_concurrency",
     "timeout": "backend.timeout", "retries": "backend.retries", "rate_limit": "backend.rate_limit",
-    "seed": "seed", "retry_failed": "retry_failed",
+    "seed": "seed", "retry_failed": "retry_failed", "expert_backend": "expert_backend.kind",
+    "expert_base_url": "expert_backend.base_url", "expert_model": "expert_backend.model",
+    "expert_api_key_env": "expert_backend.api_key_env",
 }  # fmt: skip
 
 

@@ -23,7 +23,8 @@ class BackendConfig:
 
     kind: str = "openai"
     """openai (an OpenAI-compatible server), transformers (a local checkpoint), callable
-    (``package.module:function``) or scripted (the in-process scripted model of the smoke tests)."""
+    (``package.module:function``) or scripted (the in-process scripted model of the smoke tests);
+    ``same`` (expert_backend only): the main backend."""
     model: str = ""
     """Model name sent to the server (openai), or the checkpoint path (transformers), or the callable."""
     base_url: str = ""
@@ -46,7 +47,7 @@ class BackendConfig:
     """Calls in flight at once."""
 
     def __post_init__(self) -> None:
-        _one_of("backend.kind", self.kind, BACKENDS)
+        _one_of("backend.kind", self.kind, (*BACKENDS, "same"))
         for name in ("timeout", "backoff", "rate_limit", "temperature"):
             if getattr(self, name) < 0:
                 raise ValueError(f"backend.{name} must be >= 0, got {getattr(self, name)}")
@@ -104,11 +105,72 @@ class EvalConfig:
     retry_failed: bool = False
     """On resume, rerun the problems whose record has a failed call (else they stand as recorded)."""
     backend: BackendConfig = field(default_factory=BackendConfig)
+    """The model of the decision, synthesis, baselines and MathVista extraction."""
+    expert_backend: BackendConfig = field(default_factory=lambda: BackendConfig(kind="same"))
+    """The model of the expert calls (Cantor (GPT-3.5): an MLLM beside the text model); same: ``backend``."""
     cantor: CantorRunConfig = field(default_factory=CantorRunConfig)
 
     def __post_init__(self) -> None:
+        if self.backend.kind == "same":
+            raise ValueError("backend.kind 'same' is only for expert_backend")
         _one_of("benchmark", self.benchmark, BENCHMARKS)
         _one_of("method", self.method, METHODS)
         _one_of("extractor", self.extractor, EXTRACTORS)
         if self.limit < 0 or self.item_concurrency < 1:
             raise ValueError("limit must be >= 0 and item_concurrency >= 1")
+
+
+@dataclass
+class PipelinePresetConfig:
+    """The smoke / mini presets: the whole pipeline against the local scripted server on fixtures."""
+
+    scienceqa_n: int = 24
+    """ScienceQA fixture problems per seed (cycling image / hint / both / neither)."""
+    mathvista_n: int = 20
+    """MathVista fixture problems per seed."""
+    failure_every: int = 8
+    """Every Nth problem carries a failure tag (timeout, refusal, malformed, server error in turn); 0: none."""
+    latency: float = 0.05
+    """Seconds the server adds to each call (a stand-in for model latency)."""
+    timeout: float = 1.0
+    """Client timeout per call (the [timeout] problems hang longer)."""
+    hang: float = 3.0
+    """How long the server sleeps on a [timeout] problem."""
+    perception_accuracy: float = 0.9
+    """The scripted expert reads the image right with this probability."""
+    guess_accuracy: float = 0.4
+    """The scripted model's chance of a right guess without an expert's reading."""
+    throughput_n: int = 48
+    """Problems of the throughput table (no failure tags)."""
+    concurrency: list[int] = field(default_factory=lambda: [1, 8, 32])
+    """Problems in flight for the throughput rows."""
+
+    def __post_init__(self) -> None:
+        if min(self.scienceqa_n, self.mathvista_n, self.throughput_n) < 1 or self.failure_every < 0:
+            raise ValueError("fixture sizes must be >= 1 and failure_every >= 0")
+        if not self.concurrency or min(self.concurrency) < 1:
+            raise ValueError("concurrency must list values >= 1")
+
+
+@dataclass
+class FullPresetConfig:
+    """The full preset: a real backend on the real data (set with --set; see the README)."""
+
+    scienceqa_root: str = ""
+    """data/scienceqa of the ScienceQA release."""
+    mathvista_root: str = ""
+    """data/ of the MathVista release."""
+    scienceqa_captions: str = ""
+    """data/captions.json of the ScienceQA release (the GPT-3.5 rows)."""
+    mathvista_captions: str = ""
+    """data/texts/captions_bard.json of the MathVista release (the GPT-3.5 rows)."""
+    runs: str = "cantor-runs"
+    """Folder of the run folders (one per row; each resumable)."""
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    """The model of the MLLM rows (Gemini in the paper)."""
+    text_backend: BackendConfig = field(default_factory=BackendConfig)
+    """The model of the GPT-3.5 rows (a text model; the experts still use ``backend``). Unset: skipped."""
+    extractor: str = "llm"
+    """MathVista extraction (llm: the official GPT-4 few-shot step on ``backend``)."""
+    limit: int = 0
+    """Only the first N problems (0: all)."""

@@ -120,6 +120,8 @@ def load_items(cfg: EvalConfig) -> list[BenchItem]:
 
 def build_backend(cfg: BackendConfig, cache: ResponseCache | None, inner: Backend | None = None) -> ResilientBackend:
     """The configured backend, wrapped with timeout, retries, rate limit, concurrency and the cache."""
+    if cfg.kind == "same":
+        raise ValueError("backend kind 'same' names no model")
     if inner is None:
         if cfg.kind == "openai":
             if not cfg.base_url or not cfg.model:
@@ -188,12 +190,19 @@ def _trace_dict(trace: CantorTrace) -> dict[str, Any]:
 
 
 async def run_item(
-    item: BenchItem, cfg: EvalConfig, backend: ResilientBackend, cantor: CantorConfig
+    item: BenchItem,
+    cfg: EvalConfig,
+    backend: ResilientBackend,
+    cantor: CantorConfig,
+    expert_backend: ResilientBackend | None = None,
 ) -> dict[str, Any]:
     image = _read_image(item.image)
     model_image = image if cfg.cantor.images else None
     if cfg.method == "cantor":
-        trace = await run_cantor(backend.generate, item.cantor_query, image, cantor, load_prompts(cantor.prompt_version))
+        trace = await run_cantor(
+            backend.generate, item.cantor_query, image, cantor, load_prompts(cantor.prompt_version),
+            expert_generate=expert_backend.generate if expert_backend is not None else None,
+        )  # fmt: skip
     elif cfg.method == "direct":
         trace = await _single(backend, "direct", item.direct_prompt, model_image)
     else:
@@ -297,6 +306,7 @@ async def run_eval_async(
     items = load_items(cfg)
     cache = ResponseCache(out / CACHE)
     backend = build_backend(cfg.backend, cache, inner)
+    expert_backend = None if cfg.expert_backend.kind == "same" else build_backend(cfg.expert_backend, cache)
     cantor = CantorConfig(
         prompt_version=cfg.cantor.prompt_version, split_mode=cfg.cantor.split_mode,  # type: ignore[arg-type]
         decision_image=cfg.cantor.images, synthesis_image=cfg.cantor.images,
@@ -310,7 +320,7 @@ async def run_eval_async(
 
         async def one(item: BenchItem) -> None:
             async with semaphore:
-                record = await run_item(item, cfg, backend, cantor)
+                record = await run_item(item, cfg, backend, cantor, expert_backend)
             _append(handle, record)
             done[item.pid] = record
             bar.update(1)

@@ -312,9 +312,12 @@ async def run_cantor(
     image: bytes | None,
     config: CantorConfig | None = None,
     prompts: PromptSet | None = None,
+    expert_generate: Generate | None = None,
 ) -> CantorTrace:
     """Decision -> split -> experts -> summary -> synthesis (Sec. 3; released ``demo.py`` order).
 
+    ``expert_generate`` (default: ``generate``) plays the experts: Cantor (GPT-3.5) decides and answers
+    with a text model (the image given as a caption in ``query``) while an MLLM executes the sub-tasks.
     A failed call (``CallFailed``) is recorded in the trace and stands as ``" "``, as in the release; the
     pipeline goes on. ``1 + len(sub_tasks) + 1`` calls are made.
     """
@@ -328,16 +331,17 @@ async def run_cantor(
         trace.decision += "\n"  # split_task writes the decision back with the newline appended
     trace.sub_tasks = split_task(trace.decision, config.split_mode)
     expert_image = image if config.expert_image else None
+    expert = expert_generate or generate
     if config.parallel_experts:
         sub_traces = [CantorTrace(query=query) for _ in trace.sub_tasks]
         answers = await asyncio.gather(
-            *(_call(generate, "expert", task, expert_image, sub) for task, sub in zip(trace.sub_tasks, sub_traces))
+            *(_call(expert, "expert", task, expert_image, sub) for task, sub in zip(trace.sub_tasks, sub_traces))
         )
         for sub in sub_traces:
             trace.steps.extend(sub.steps)
         trace.sub_answers = list(answers)
     else:
-        trace.sub_answers = [await _call(generate, "expert", task, expert_image, trace) for task in trace.sub_tasks]
+        trace.sub_answers = [await _call(expert, "expert", task, expert_image, trace) for task in trace.sub_tasks]
     trace.supplementary_information = summary(trace.decision, trace.sub_tasks, trace.sub_answers)
     trace.response = await _call(
         generate,
