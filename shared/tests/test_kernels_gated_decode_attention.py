@@ -46,7 +46,7 @@ def _case(lengths, heads=4, kv_heads=2, d=24, slots=None, dtype=torch.float32, s
 def _poisoned(k, lengths):
     """A copy whose slots past each sample's length hold NaN: a kernel that loads one returns NaN."""
     k = k.clone()
-    pad = torch.arange(k.shape[2])[None, :] >= lengths[:, None]
+    pad = torch.arange(k.shape[2], device=k.device)[None, :] >= lengths[:, None]
     k[pad[:, None].expand_as(k[..., 0])] = float("nan")
     return k
 
@@ -184,3 +184,23 @@ def test_long_ragged_caches(interpret):
     for splits in (1, None, 8):
         tri = gated_decode_attention_triton(q, k, v, lengths, num_splits=splits)
         torch.testing.assert_close(tri.float(), ref.float(), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("splits", [1, 4, None])
+def test_compiled_kernels_on_cuda(monkeypatch, dtype, splits):
+    """The compiled kernels against the reference on the GPU, 7B-like heads, ragged lengths up to 3000."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("PAPERZOO_KERNELS", raising=False)
+    q, k, v, lengths = (
+        t.cuda() for t in _case([0, 1, 3000, 517, 64, 2049], heads=32, kv_heads=8, d=128, dtype=dtype)
+    )
+    assert gated_decode_attention.select(q, k, v, lengths)[0] == "triton"
+    ref = gated_decode_attention_reference(q, k, v, lengths)
+    tri = gated_decode_attention_triton(
+        q, _poisoned(k, lengths), _poisoned(v, lengths), lengths, num_splits=splits
+    )
+    tol = TOLERANCE[dtype]
+    torch.testing.assert_close(tri.float(), ref.float(), rtol=tol, atol=tol)

@@ -177,3 +177,23 @@ def test_huwsod_paper_like_sizes(interpret):
     tri = ops.roi_loop_pool_triton(feats, rois, 0.125, 7, 1.8)
     for a, b in zip(ref, tri):
         assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_compiled_kernel_on_cuda(monkeypatch, dtype):
+    """The compiled kernel (not the interpreter) against the reference on the GPU; auto picks it there."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    monkeypatch.delenv("PAPERZOO_KERNELS", raising=False)
+    args = [t.cuda() for t in _random_case(5, c=70, h=17, w=23, r=40, p=7, dtype=dtype)]
+    feats = args[0].requires_grad_()
+    assert binned_max_pool.select(feats, *args[1:])[0] == "triton"
+    ref = binned_max_pool_reference(feats, *args[1:])
+    tri = binned_max_pool(feats, *args[1:])
+    assert torch.equal(ref, tri)
+    weight = torch.randn_like(ref)
+    (g_ref,) = torch.autograd.grad((ref * weight).sum(), feats)
+    (g_tri,) = torch.autograd.grad((tri * weight).sum(), feats)
+    tol = 1e-6 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(g_tri.float(), g_ref.float(), rtol=tol, atol=tol)
