@@ -154,6 +154,50 @@ def test_unreadable_image_names_the_file_or_is_skipped(shapes_root, tmp_path, co
         load_weak_labels(config.data, root, "train", CLASSES)
 
 
+def test_paths_that_leave_the_data_root_are_refused(shapes_root, tmp_path, config):
+    """Image-label entries and VOC image-set ids are joined with safe_join: '..' names the file and entry,
+    even under skip_bad (the file itself is wrong, not one image)."""
+    root = tmp_path / "traversal"
+    shutil.copytree(shapes_root, root)
+    labels = root / "image_labels_train.json"
+    data = json.loads(labels.read_text())
+    data["images"][1]["file_name"] = "../../outside.png"
+    labels.write_text(json.dumps(data))
+    key = data["images"][1]["id"]
+    for skip_bad in (False, True):
+        config.data.skip_bad = skip_bad
+        with pytest.raises(DataError, match=rf"image_labels_train.json \(entry id {key}\) leaves the data root"):
+            load_weak_labels(config.data, root, "train", CLASSES)
+    set_file = root / "ImageSets" / "Main" / "train.txt"
+    set_file.write_text("../../../etc/passwd\n" + set_file.read_text())
+    with pytest.raises(DataError, match=r"train.txt \(entry '../../../etc/passwd'\) leaves the data root"):
+        write_weak_labels(_voc_cfg(), root, "train", force=True)
+
+
+def test_the_training_stream_is_a_function_of_seed_and_step(shapes_root, config):
+    """Step s's batch depends on (seed, s) only: a sampler restarted at step 2 yields the positions the
+    uninterrupted one yields from step 2, the stream covers every image once per epoch, and the samples at a
+    position are identical whatever the global torch RNG did in between."""
+    from paperzoo_huwsod.data import SampleStream, StepSampler
+
+    records = load_weak_labels(config.data, shapes_root, "train", CLASSES)
+    assert list(StepSampler(0, 4, 3)) == list(range(12))
+    assert list(StepSampler(2, 4, 3)) == list(range(6, 12)) and len(StepSampler(2, 4, 3)) == 6
+    stream = SampleStream(TrainDataset(records, config.augment, two_views=True), seed=0)
+    n = len(records)
+    epoch0 = [stream.order(0)[k] for k in range(n)]
+    assert sorted(epoch0) == list(range(n)) and epoch0 != list(range(n))
+    assert stream.order(1) != epoch0  # a new permutation each epoch
+    torch.manual_seed(0)
+    a = stream[n + 3]
+    torch.manual_seed(123), random.seed(5), np.random.seed(5)
+    b = SampleStream(TrainDataset(records, config.augment, two_views=True), seed=0)[n + 3]
+    assert a["image_id"] == records[stream.order(1)[3]].image_id == b["image_id"]
+    assert torch.equal(a["weak"], b["weak"]) and torch.equal(a["strong"], b["strong"])
+    c = SampleStream(TrainDataset(records, config.augment, two_views=True), seed=1)
+    assert c.order(0) != epoch0
+
+
 # ---------------------------------------------------------------------------------------------------- geometry
 def test_weak_and_strong_views_share_geometry(shapes_root, config):
     torch.manual_seed(0)

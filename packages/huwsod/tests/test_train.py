@@ -19,6 +19,7 @@ from paperzoo_huwsod.modeling_huwsod import HUWSOD
 from paperzoo_huwsod.paper import PAPER
 from paperzoo_huwsod.train import FINAL_WEIGHTS, fit, load_backbone, load_model
 
+from paperzoo_shared.lightning_resume import KillAtStep, SimulatedKill, assert_same_tensors
 from paperzoo_shared.repro import run_reproduction
 
 
@@ -43,43 +44,117 @@ def test_smoke_preset_runs_end_to_end(tmp_path, monkeypatch):
     assert len((tmp_path / "out" / "voc07.partial.jsonl").read_text().splitlines()) == 4
 
 
-class _Kill(L.Callback):
-    def __init__(self, at: int):
-        self.at = at
+class _Steps(L.Callback):
+    """The optimizer steps a run executes (to show the resumed run restarts at the checkpoint)."""
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.at:
-            raise RuntimeError("simulated kill")
-
-
-class _FirstStep(L.Callback):
     def __init__(self):
-        self.first = None
+        self.steps: list[int] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.first is None:
-            self.first = trainer.global_step
+        self.steps.append(trainer.global_step)
 
 
-def test_killed_training_resumes_from_last_checkpoint(tmp_path, config):
-    cfg = apply_method(config, "huwsod")
-    cfg.train.iterations, cfg.train.checkpoint_every = 5, 2
-    run = tmp_path / "run"
-    with pytest.raises(RuntimeError, match="simulated kill"):
-        fit(cfg, run, cache_dir=tmp_path / "data", callbacks=[_Kill(3)])
-    last = run / "checkpoints" / "last.ckpt"
-    assert last.is_file() and not (run / FINAL_WEIGHTS).exists()
-    saved = torch.load(last, map_location="cpu", weights_only=False)
-    # step 0 is the AE burn-in (no ROI-head forward), step 1 runs the weak and the strong view
-    assert saved["global_step"] == 2 and saved["huwsod_forward_count"] == 2
-    first = _FirstStep()
-    weights = fit(cfg, run, cache_dir=tmp_path / "data", callbacks=[first])
-    assert first.first == 2  # resumed at the checkpoint, not from scratch
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    assert state["steps"] == 5
+def _test_metrics(cfg, weights, cache):
+    from paperzoo_huwsod.data import dataset_root, offline_proposals
+    from paperzoo_huwsod.evaluate import predict
+    from paperzoo_huwsod.reproduce import evaluate_detections
+
     model, names = load_model(cfg, weights)
-    assert len(names) == 6 and isinstance(model, HUWSOD)
-    assert fit(cfg, run, cache_dir=tmp_path / "data") == weights  # finished: not retrained
+    root = dataset_root(cfg.data, cache)
+
+    def run(records):
+        props = offline_proposals(records, cfg.model.proposals, cache, False)
+        return predict(model, records, cfg.eval, tta=False, proposals=props)
+
+    return evaluate_detections(cfg, root, names, run)
+
+
+@pytest.mark.parametrize(
+    ("method", "kills"),
+    # HUWSOD: AE burn-in (step 0), RPN, two views, inter-branch EMA; OICR+reg+MIST+EMA: offline proposals
+    [("huwsod", [2, 4]), ("oicr_reg_mist_consistency_ema", [3])],
+)
+def test_killed_run_resumes_bit_for_bit(tmp_path, config, method, kills):
+    """Killed at step k through a callback, resumed from last.ckpt: weights (model, inter-branch EMA),
+    optimizer state, the ROI-head forward counter and test metrics equal the uninterrupted run's."""
+    cfg = apply_method(config, method)
+    cfg.train.iterations, cfg.train.checkpoint_every = 6, 1
+    cfg.model.self_training.ema_decay = 0.5  # a visible EMA: every step moves the teachers by half
+    assert cfg.model.self_training.ema and cfg.model.head.dropout > 0
+    cache = tmp_path / "data"
+    straight = fit(cfg, tmp_path / "straight", cache_dir=cache)
+    run = tmp_path / "killed"
+    for k in kills:
+        with pytest.raises(SimulatedKill):
+            fit(cfg, run, cache_dir=cache, callbacks=[KillAtStep(k)])
+        assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == k
+    steps = _Steps()
+    resumed = fit(cfg, run, cache_dir=cache, callbacks=[steps])
+    assert steps.steps == list(range(kills[-1], 6))  # resumed at the checkpoint, not from scratch
+    a = torch.load(straight, weights_only=True)
+    b = torch.load(resumed, weights_only=True)
+    assert a["steps"] == b["steps"] == 6
+    assert_same_tensors(a["model"], b["model"], "model + EMA")
+    ckpt_a = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt_b = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert_same_tensors(ckpt_a["optimizer_states"][0]["state"], ckpt_b["optimizer_states"][0]["state"], "SGD")
+    assert ckpt_a["huwsod_forward_count"] == ckpt_b["huwsod_forward_count"]
+    assert ckpt_a["lr_schedulers"] == ckpt_b["lr_schedulers"]
+    assert _test_metrics(cfg, straight, cache) == _test_metrics(cfg, resumed, cache)
+    assert fit(cfg, run, cache_dir=cache) == resumed  # finished: not retrained
+
+
+def test_resume_check_can_fail(tmp_path, config):
+    """The comparison above is not vacuous: a run with another seed ends at other weights."""
+    cfg = apply_method(config, "oicr_reg_mist_consistency_ema")
+    cfg.train.iterations = 3
+    a = torch.load(fit(cfg, tmp_path / "a", cache_dir=tmp_path / "data"), weights_only=True)
+    cfg.train.seed = 1
+    b = torch.load(fit(cfg, tmp_path / "b", cache_dir=tmp_path / "data"), weights_only=True)
+    with pytest.raises(AssertionError, match="differ"):
+        assert_same_tensors(a["model"], b["model"])
+
+
+class _EmaCountAtSave(L.Callback):
+    """(global step, EMA updates done) each time a checkpoint is written."""
+
+    def __init__(self):
+        self.saves: list[tuple[int, int]] = []
+        self.updates = 0
+
+    def on_train_start(self, trainer, pl_module):
+        update = pl_module.model.ema_update
+
+        def counted():
+            self.updates += 1
+            update()
+
+        pl_module.model.ema_update = counted
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        self.saves.append((checkpoint["global_step"], self.updates))
+
+
+def test_frozen_backbone_keeps_its_batchnorm_statistics(tmp_path, config):
+    """A frozen backbone is FrozenBatchNorm2d in the repo: training must not move its running statistics
+    (it did: Lightning bypasses HUWSOD.train and left the backbone in train mode)."""
+    cfg = apply_method(config, "wsddn")
+    assert cfg.model.backbone.freeze
+    state = torch.load(fit(cfg, tmp_path / "run", cache_dir=tmp_path / "data"), weights_only=True)["model"]
+    means = [v for k, v in state.items() if k.startswith("backbone.") and k.endswith("running_mean")]
+    variances = [v for k, v in state.items() if k.startswith("backbone.") and k.endswith("running_var")]
+    assert means and all(torch.equal(m, torch.zeros_like(m)) for m in means)  # BN's initial statistics
+    assert all(torch.equal(v, torch.ones_like(v)) for v in variances)
+
+
+def test_ema_of_a_step_is_in_that_steps_checkpoint(tmp_path, config):
+    """The step-k checkpoint holds k EMA updates (issue 11: the EMA ran after last.ckpt, one step stale)."""
+    cfg = apply_method(config, "oicr_reg_mist_consistency_ema")
+    cfg.train.iterations, cfg.train.checkpoint_every = 3, 1
+    counter = _EmaCountAtSave()
+    fit(cfg, tmp_path / "run", cache_dir=tmp_path / "data", callbacks=[counter])
+    assert counter.saves and all(step == updates for step, updates in counter.saves)
+    assert counter.updates == 3
 
 
 @pytest.mark.slow
@@ -109,6 +184,21 @@ def test_cli_help_and_prepare(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PAPERZOO_HUWSOD_CACHE", str(tmp_path))
     assert main(["prepare", "--config", "smoke"]) == 0
     assert "VOCdevkit" in capsys.readouterr().out
+
+
+def test_cli_known_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from paperzoo_huwsod.cli import main
+
+    monkeypatch.setenv("PAPERZOO_HUWSOD_CACHE", str(tmp_path))
+    assert main(["train", "--config", "smoke", "--out", str(tmp_path / "r"), "--set", "train.iterations=-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("paperzoo-huwsod: error: ") and "train.iterations must be > 0" in err[0]
+    assert "Traceback" not in "\n".join(err)
+    assert main(["eval", "--config", "smoke", "--weights", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    with pytest.raises(Exception, match="must be > 0"):  # --debug: the exception itself
+        main(["train", "--config", "smoke", "--out", str(tmp_path / "r"), "--set", "train.iterations=-1",
+              "--debug"])  # fmt: skip
 
 
 def _official_like_state(model: HUWSOD) -> dict[str, np.ndarray]:

@@ -6,6 +6,8 @@
     paperzoo-huwsod convert  resnet18_ws_model_120_d2.pkl wsr18.pt
 
 ``--config`` is a preset name (smoke, mini, full, full_coco) or a YAML path; ``--set key=value`` overrides.
+Known errors (bad config values, missing or malformed data) print one line and exit with status 2; ``--debug``
+shows the traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+from paperzoo_shared.errors import UserError, add_debug_flag, run_cli
 
 
 def _config(args: argparse.Namespace):
@@ -91,7 +95,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, names = load_model(config, Path(args.weights))
     root = dataset_root(config.data, _cache(args))
     if names != class_names_of(config, root):
-        raise SystemExit(
+        raise UserError(
             f"the weights were trained on classes {names}, the data has {class_names_of(config, root)}"
         )
 
@@ -122,6 +126,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo-huwsod", description=__doc__.split("\n\n")[0])
+    add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser, method: bool = True) -> None:
@@ -134,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--cache", default="", help="where generated data is kept (default: the paperzoo-huwsod cache)"
         )
+        add_debug_flag(p)
         if method:
             p.add_argument("--method", default="", help="apply a method's flags (wsddn, oicr, huwsod, ...)")
 
@@ -165,14 +171,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="official detectron2 checkpoint (.pkl/.pth) -> ours")
     p.add_argument("src")
     p.add_argument("dst")
+    add_debug_flag(p)
     p.set_defaults(func=cmd_convert)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     return args.func(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("paperzoo-huwsod", _main, argv)
 
 
 if __name__ == "__main__":

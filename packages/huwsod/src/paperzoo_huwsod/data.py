@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from paperzoo_huwsod.configuration import AugmentConfig, DataConfig, ProposalConfig, resolve_class_names
 from paperzoo_shared.data.detection_formats import read_coco_json, read_voc_xml
+from paperzoo_shared.data import safe_join
 from paperzoo_shared.data.errors import DataError, require_file
 from paperzoo_shared.data.image_io import read_image
 from paperzoo_shared.metrics.detection import GroundTruthBox
@@ -95,10 +96,12 @@ def weak_label_path(cfg: DataConfig, root: Path, split: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def image_path(cfg: DataConfig, root: Path, split: str, file_name: str) -> Path:
-    if cfg.format == "coco":
-        return root / cfg.coco_images.format(split=split) / file_name
-    return root / "JPEGImages" / file_name
+def image_path(
+    cfg: DataConfig, root: Path, split: str, file_name: str, *, source: Path | str, entry: object = None
+) -> Path:
+    """The image ``file_name`` read from ``source``; a name that leaves the image folder is a DataError."""
+    folder = root / cfg.coco_images.format(split=split) if cfg.format == "coco" else root / "JPEGImages"
+    return safe_join(folder, file_name, source=source, entry=entry)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -106,17 +109,23 @@ def image_path(cfg: DataConfig, root: Path, split: str, file_name: str) -> Path:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _voc_set_file(root: Path, split: str) -> Path:
+    return root / "ImageSets" / "Main" / f"{split}.txt"
+
+
 def _voc_ids(root: Path, split: str) -> list[str]:
-    path = require_file(root / "ImageSets" / "Main" / f"{split}.txt", "VOC image set")
+    path = require_file(_voc_set_file(root, split), "VOC image set")
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
 
 def _voc_annotations(cfg: DataConfig, root: Path, split: str, class_names: list[str]):
     """(position in the image set, stem, parsed XML) per image of ``split``; a bad file raises, or under
-    ``data.skip_bad`` is logged and skipped."""
+    ``data.skip_bad`` is logged and skipped. An id that leaves ``Annotations/`` is always an error."""
+    set_file = _voc_set_file(root, split)
     for position, stem in enumerate(_voc_ids(root, split)):
+        xml = safe_join(root / "Annotations", f"{stem}.xml", source=set_file, entry=repr(stem))
         try:
-            ann = read_voc_xml(root / "Annotations" / f"{stem}.xml", class_names=class_names)
+            ann = read_voc_xml(xml, class_names=class_names)
         except DataError as error:
             if not cfg.skip_bad:
                 raise
@@ -164,6 +173,10 @@ def write_weak_labels(cfg: DataConfig, root: Path, split: str, *, force: bool = 
     return out
 
 
+class _UnsafePath(DataError):
+    """A path in a data file that leaves its folder (raised even under ``skip_bad``)."""
+
+
 def load_weak_labels(
     cfg: DataConfig, root: Path, split: str, class_names: Sequence[str]
 ) -> list[ImageRecord]:
@@ -205,7 +218,10 @@ def load_weak_labels(
             unknown = [c for c in cats if c not in cat_to_class]
             if unknown:
                 raise DataError(f"image-label file {path}: image id {key} has unknown category ids {unknown}")
-            file_path = image_path(cfg, root, split, entry["file_name"])
+            try:
+                file_path = image_path(cfg, root, split, entry["file_name"], source=path, entry=f"id {key}")
+            except DataError as error:
+                raise _UnsafePath(str(error)) from None  # never skipped: the file itself is wrong
             if not file_path.is_file():
                 raise DataError(
                     f"image-label file {path}: image id {key} points at missing image file {file_path}"
@@ -222,6 +238,8 @@ def load_weak_labels(
                 )
             )
         except (KeyError, TypeError, ValueError) as error:
+            if isinstance(error, _UnsafePath):
+                raise DataError(str(error)) from None
             if isinstance(error, DataError) and cfg.skip_bad:
                 logger.warning("skipping an image of %s: %s", path, error)
                 continue
@@ -514,12 +532,17 @@ class TrainDataset(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
+        """Record ``index`` with the augmentation of draw ``index`` (see :meth:`sample`)."""
+        return self.sample(index, sample_seed(self.seed, index))
+
+    def sample(self, index: int, seed: int) -> dict[str, Any] | None:
+        """Record ``index`` with its augmentation drawn from ``seed`` alone (no global random stream), so a
+        sample is a function of its position in the stream: a resumed run and its worker processes see the
+        uninterrupted run's samples."""
         record = self.records[index]
         array = read_rgb(record, self.skip_bad)
         if array is None:
             return None
-        # per-sample randomness from torch's RNG (seeded per worker by Lightning's seed_everything)
-        seed = int(torch.randint(0, 2**62, (1,)).item())
         rng = random.Random(seed)
         generator = torch.Generator().manual_seed(seed & 0xFFFFFFFF)
         image = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
@@ -541,6 +564,63 @@ class TrainDataset(Dataset):
             keep = ((mapped[:, 2] - mapped[:, 0]) > 1) & ((mapped[:, 3] - mapped[:, 1]) > 1)
             sample["gt_boxes"], sample["gt_classes"] = mapped[keep], classes[keep]
         return sample
+
+
+def sample_seed(seed: int, position: int) -> int:
+    """The augmentation seed of stream position ``position`` of a run seeded ``seed`` (SeedSequence mixing)."""
+    return _mix(seed, position)
+
+
+def _mix(*words: int) -> int:
+    return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> 2)
+
+
+class SampleStream(Dataset):
+    """The training stream as a step-indexed dataset: position ``p`` is record ``order(p // n)[p % n]`` of
+    ``dataset`` (a fresh permutation per epoch, from ``seed`` and the epoch), augmented with
+    :func:`sample_seed` ``(seed, p)``. Together with :class:`StepSampler` the batch of step ``s`` depends on
+    ``(seed, s)`` only: it is the same after a resume, for any ``num_workers`` and any DDP world size."""
+
+    def __init__(self, dataset: TrainDataset, seed: int):
+        self.dataset = dataset
+        self.seed = seed
+        self._orders: dict[int, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def order(self, epoch: int) -> list[int]:
+        if epoch not in self._orders:
+            gen = torch.Generator().manual_seed(_mix(self.seed, epoch, 1))  # 3 words: never a sample seed
+            self._orders = {epoch: torch.randperm(len(self.dataset), generator=gen).tolist()}
+        return self._orders[epoch]
+
+    def __getitem__(self, position: int) -> dict[str, Any] | None:
+        epoch, k = divmod(int(position), len(self.dataset))
+        return self.dataset.sample(self.order(epoch)[k], sample_seed(self.seed, int(position)))
+
+
+class StepSampler(torch.utils.data.Sampler[int]):
+    """Stream positions of steps ``start_step .. total_steps - 1``: step ``s`` of rank ``r`` (of ``world``)
+    takes positions ``s * B + r * per_device + j``, ``B = per_device * world``. ``start_step`` is the step a
+    resumed run restarts at (Lightning restarts a non-stateful loader from its beginning)."""
+
+    def __init__(self, start_step: int, total_steps: int, per_device: int):
+        if not 0 <= start_step <= total_steps:
+            raise ValueError(f"start step {start_step} is outside [0, {total_steps}]")
+        self.start_step, self.total_steps, self.per_device = start_step, total_steps, per_device
+
+    def __len__(self) -> int:
+        return (self.total_steps - self.start_step) * self.per_device
+
+    def __iter__(self):
+        dist = torch.distributed
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        rank = dist.get_rank() if world > 1 else 0
+        per, batch = self.per_device, self.per_device * world
+        for step in range(self.start_step, self.total_steps):
+            for j in range(per):
+                yield step * batch + rank * per + j
 
 
 def pad_batch(images: list[Tensor], divisibility: int) -> tuple[Tensor, list[tuple[int, int]]]:

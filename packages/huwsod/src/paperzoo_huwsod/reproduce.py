@@ -166,9 +166,14 @@ def run_detector(
     """Trains ``method`` (resuming) and evaluates the final iterate (or the val-selected one)."""
     from paperzoo_huwsod.train import fit, load_model
 
+    from paperzoo_huwsod.train import StepProgress
+
     cfg = apply_method(config, method)
     cfg.train.seed = seed
-    weights = fit(cfg, run_dir, cache_dir=data_cache, backbone_weights=stage0, progress=progress)
+    bars = [] if progress else [StepProgress(f"{method} seed {seed}", _worker_slot())]
+    weights = fit(
+        cfg, run_dir, cache_dir=data_cache, backbone_weights=stage0, progress=progress, callbacks=bars
+    )
     model, class_names = load_model(cfg, weights)
     root = dataset_root(cfg.data, data_cache)
     skip = cfg.data.skip_bad
@@ -224,6 +229,12 @@ def run_detector(
         metrics["map07_tta"] = tta["map07"]
         metrics["ap50_tta"] = tta["ap50"]
     return metrics
+
+
+def _worker_slot() -> int:
+    """0 in the main process, k - 1 in the k-th pool worker: the row of its progress bar."""
+    identity = mp.current_process()._identity  # set by multiprocessing.Pool for its workers
+    return max(0, identity[0] - 1) if identity else 0
 
 
 def _job(args: tuple[dict[str, Any], str, int, str, str, str | None]) -> tuple[str, int, dict[str, float]]:
@@ -354,7 +365,11 @@ def reproduce(request: ReproRequest) -> TableResult:
         from paperzoo_huwsod.train import pretrain_backbone
 
         # one stage-0 backbone shared by every row and seed (as one ImageNet model is shared in the paper)
-        stage0 = pretrain_backbone(config, base / "stage0.pt", data_cache)
+        from paperzoo_huwsod.train import StepProgress
+
+        stage0 = pretrain_backbone(
+            config, base / "stage0.pt", data_cache, callbacks=[StepProgress("stage-0 backbone")]
+        )
     per_row: dict[str, dict[int, dict[str, float]]] = {}
     jobs = []
     for row in config.rows:

@@ -1,7 +1,17 @@
 """Training with Lightning: the HUWSOD module (two views, burn-in, inter-branch EMA) and stage-0 pretraining.
 
 ``fit`` resumes from ``<run_dir>/checkpoints/last.ckpt`` when it exists, so a killed run continues where
-its last checkpoint left it; a finished run (``<run_dir>/model.pt``) is not retrained.
+its last checkpoint left it; a finished run (``<run_dir>/model.pt``) is not retrained. The resume is exact
+(bit for bit on CPU, ``tests/test_train.py::test_killed_run_resumes_bit_for_bit``):
+
+* the inter-branch EMA runs in ``optimizer_step`` (:class:`~paperzoo_shared.lightning_resume.PostStepMixin`),
+  so the step-k checkpoint holds the EMA of step k (Lightning writes ``last.ckpt`` in a callback's
+  ``on_train_batch_end``, before the module's own ``on_train_batch_end``);
+* every random stream (Python, NumPy, torch) is saved in the checkpoint and restored, not re-seeded
+  (:class:`~paperzoo_shared.lightning_resume.RngStateCallback`); the ROI-head forward counter, which picks
+  the branch supervision table entry, is saved too;
+* the data stream is step-indexed (:class:`~paperzoo_huwsod.data.SampleStream`,
+  :class:`~paperzoo_huwsod.data.StepSampler`): the batch of step s depends on (seed, s) only.
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ import copy
 import logging
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +34,8 @@ from torch.utils.data import DataLoader
 from paperzoo_huwsod.configuration import HUWSODConfig, resolve_class_names
 from paperzoo_huwsod.data import (
     Collate,
+    SampleStream,
+    StepSampler,
     TrainDataset,
     dataset_root,
     load_ground_truth,
@@ -31,6 +44,7 @@ from paperzoo_huwsod.data import (
 )
 from paperzoo_huwsod.modeling_huwsod import HUWSOD, MRRPBackbone, normalize_images, trainable_groups
 from paperzoo_shared.config import to_dict
+from paperzoo_shared.lightning_resume import PostStepMixin, RngStateCallback
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +64,7 @@ def lr_multiplier(step: int, cfg: HUWSODConfig, group: str) -> float:
     return factor * t.gamma ** sum(1 for s in t.lr_steps if step >= s)
 
 
-class HUWSODModule(L.LightningModule):
+class HUWSODModule(PostStepMixin, L.LightningModule):
     """One optimizer step = the weak view (+ the strong view) of a batch; EMA between branches afterwards."""
 
     def __init__(self, config: HUWSODConfig, num_classes: int):
@@ -102,6 +116,10 @@ class HUWSODModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.config.model.backbone.freeze:
+            # frozen BN (the repo's FrozenBatchNorm2d): Lightning sets the submodules' train mode itself and
+            # bypasses HUWSOD.train, which left a frozen backbone's BN on batch statistics, updating them
+            self.model.backbone.eval()
         frozen = self.in_burnin()
         for group in self.trainer.optimizers[0].param_groups:
             idle = frozen and group["name"] in ("rpn", "roi")
@@ -112,8 +130,11 @@ class HUWSODModule(L.LightningModule):
         if clip > 0 and self.model.ae is not None:
             torch.nn.utils.clip_grad_norm_(self.model.ae.parameters(), clip)
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.config.model.self_training.ema and not self.in_burnin():
+    def after_optimizer_step(self, step: int) -> None:
+        """Inter-branch EMA after optimizer step ``step`` (1-based), from the end of the AE burn-in on."""
+        st = self.config.model.self_training
+        burnin = self.config.model.ae.enabled and step < st.burnin_iters
+        if st.ema and not burnin:
             self.model.ema_update()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -225,17 +246,24 @@ def build_train_data(
     return TrainData(root, class_names, dataset)
 
 
-def _loader(config: HUWSODConfig, dataset: TrainDataset, batch_size: int) -> DataLoader:
+def _loader(
+    config: HUWSODConfig, dataset: TrainDataset, batch_size: int, total_steps: int, start_step: int = 0
+) -> DataLoader:
+    """The step-indexed stream of steps ``start_step ..`` (each rank takes its slice of every global batch)."""
     per_device = max(1, batch_size // config.train.devices)
     return DataLoader(
-        dataset,
+        SampleStream(dataset, config.train.seed),
         batch_size=per_device,
-        shuffle=True,
-        drop_last=len(dataset) >= per_device,
+        sampler=StepSampler(start_step, total_steps, per_device),
         num_workers=config.data.num_workers,
         persistent_workers=config.data.num_workers > 0,
         collate_fn=Collate(config.augment.size_divisibility),
     )
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer steps done in a Lightning checkpoint."""
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
 
 
 def _trainer(
@@ -258,8 +286,46 @@ def _trainer(
         default_root_dir=str(run_dir),
         callbacks=callbacks,
         enable_checkpointing=any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks),
-        use_distributed_sampler=True,
+        use_distributed_sampler=False,  # StepSampler splits every global batch between the ranks
     )
+
+
+class StepProgress(L.Callback):
+    """A tqdm bar over optimizer steps for runs without Lightning's bar (the reproduction's worker processes:
+    one bar per worker, at its own ``position``); shows the step count and the loss, refreshed every few s."""
+
+    def __init__(self, desc: str, position: int = 0, mininterval: float = 5.0):
+        self.desc, self.position, self.mininterval = desc, position, mininterval
+        self.bar = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=trainer.max_steps,
+            initial=trainer.global_step,
+            desc=self.desc,
+            position=self.position,
+            leave=False,
+            mininterval=self.mininterval,
+            dynamic_ncols=True,
+        )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.bar is not None:
+            self.bar.n = trainer.global_step
+            loss = trainer.callback_metrics.get("loss", trainer.callback_metrics.get("stage0_loss"))
+            if loss is not None:
+                self.bar.set_postfix(loss=f"{float(loss):.3f}", refresh=False)
+            self.bar.update(0)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
 
 
 def _set_threads(config: HUWSODConfig) -> None:
@@ -274,7 +340,12 @@ def quiet_lightning() -> None:
 
 
 def pretrain_backbone(
-    config: HUWSODConfig, out_path: Path, cache_dir: Path, *, progress: bool = False
+    config: HUWSODConfig,
+    out_path: Path,
+    cache_dir: Path,
+    *,
+    progress: bool = False,
+    callbacks: list | None = None,
 ) -> Path:
     """Stage 0: trains the backbone as a multi-label classifier on the training image labels; saves
     ``{"backbone": state_dict, "fc": state_dict, "class_names": [...]}`` to ``out_path`` (skipped if present)."""
@@ -288,10 +359,10 @@ def pretrain_backbone(
     data = build_train_data(config, cache_dir, two_views=False, with_boxes=False, with_proposals=False)
     module = Stage0Classifier(config, len(data.class_names))
     b = config.model.backbone
-    loader = _loader(config, data.dataset, b.pretrain_batch_size)
+    loader = _loader(config, data.dataset, b.pretrain_batch_size, b.pretrain_iters)
     single = copy.deepcopy(config)
     single.train.devices, single.train.strategy = 1, "auto"
-    trainer = _trainer(single, out_path.parent / "stage0_run", b.pretrain_iters, progress, [])
+    trainer = _trainer(single, out_path.parent / "stage0_run", b.pretrain_iters, progress, callbacks or [])
     trainer.fit(module, loader)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(".tmp")
@@ -355,12 +426,25 @@ def fit(
         save_last=True,
         save_top_k=1,
     )
-    trainer = _trainer(config, run_dir, config.train.iterations, progress, [checkpoint, *(callbacks or [])])
+    trainer = _trainer(
+        config,
+        run_dir,
+        config.train.iterations,
+        progress,
+        [checkpoint, RngStateCallback(), *(callbacks or [])],
+    )
     last = ckpt_dir / "last.ckpt"
     resume = str(last) if last.is_file() else None
+    start = 0
     if resume:
-        logger.info("resuming %s from %s", run_dir, last)
-    trainer.fit(module, _loader(config, data.dataset, config.train.batch_size), ckpt_path=resume)
+        start = checkpoint_step(last)
+        logger.info("resuming %s from %s (step %d)", run_dir, last, start)
+    loader = _loader(config, data.dataset, config.train.batch_size, config.train.iterations, start)
+    with warnings.catch_warnings():
+        # the loader restarts at the checkpoint's step by construction (StepSampler); Lightning cannot see it
+        warnings.filterwarnings("ignore", message=".*your dataloader is not resumable", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        trainer.fit(module, loader, ckpt_path=resume)
     if trainer.global_rank == 0:
         tmp = run_dir / (FINAL_WEIGHTS + ".tmp")
         torch.save(
