@@ -150,7 +150,9 @@ ITA_QUESTION_PAPER = "What is the corresponding order between text segments and 
 """The paper figure's ITA additions: the answer format and this question (wording of the format line
 reconstructed)."""
 
-PROMPT_STYLES: tuple[str, ...] = ("official", "paper")
+PROMPT_STYLES: tuple[str, ...] = ("official", "paper", "none")
+"""``official``: the eval scripts' heads; ``paper``: the paper figure's; ``none``: no instruction head (the
+context and question only), for tiny models trained from scratch, for which a constant head is only cost."""
 
 
 def build_query(
@@ -158,7 +160,7 @@ def build_query(
     context: str,
     question: str | None = None,
     *,
-    style: Literal["official", "paper"] = "official",
+    style: Literal["official", "paper", "none"] = "official",
     ita_format_line: bool | None = None,
 ) -> str:
     """The whole text query for one sample, in the Qwen-VL native form (placeholders kept).
@@ -167,15 +169,18 @@ def build_query(
     * ITA ``official``: ``prompt_head + context`` (``eval/ITA.py``, no question).
     * ITA ``paper``: the official head, the format line, the context, then ``"\\nQuestion:"`` and the paper's
       question. ``ita_format_line`` adds (True) or removes (False) the format line in either style.
+    * ``none``: the same without any instruction head.
     """
     if style not in PROMPT_STYLES:
         raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
     if task == "iitc":
         if question is None:
             raise ValueError("an IITC query needs a question")
-        head = IITC_PROMPT_OFFICIAL if style == "official" else IITC_PROMPT_PAPER
+        head = {"official": IITC_PROMPT_OFFICIAL, "paper": IITC_PROMPT_PAPER, "none": ""}[style]
         return head + context + "\nQuestion:" + question
     if task == "ita":
+        if style == "none":
+            return context
         with_format = (style == "paper") if ita_format_line is None else ita_format_line
         head = ITA_PROMPT_OFFICIAL + (" " + ITA_FORMAT_LINE if with_format else "")
         if style == "official":
