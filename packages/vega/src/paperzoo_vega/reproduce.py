@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from paperzoo_vega.scoring import score_iitc, score_ita
 from paperzoo_vega.synthetic import COLOURS, KINDS, generate_documents
 
 PERCENT = ("picture_acc", "ita_acc")
+_ENCODED: dict[str, dict[str, Any]] = {}
 
 
 def load_preset(request: ReproRequest) -> VegaConfig:
@@ -127,7 +129,9 @@ def run_row(row: RowConfig, cfg: VegaConfig, data: dict[str, VegaDataset], seed:
         output_dir=str(work / f"train-{row.id}-{seed}"), max_steps=t.steps, per_device_batch_size=t.batch_size,
         learning_rate=t.learning_rate, warmup_ratio=t.warmup_ratio, seed=seed, logging_steps=max(1, t.steps // 4),
     )  # fmt: skip
-    model = train(model, processor, examples, args, style=m.prompt_style, progress=cfg.progress)
+    # the processor depends only on the corpus words, so every row and seed shares the encoded examples
+    cache = _ENCODED.setdefault(json.dumps([words, m.prompt_style, cfg.corpus.image_size]), {})
+    model = train(model, processor, examples, args, style=m.prompt_style, progress=cfg.progress, cache=cache)
     adapter = TransformersAdapter(model, processor, name=row.id, style=m.prompt_style, max_new_tokens=m.max_new_tokens)
     runs = {}
     for task in ("iitc", "ita"):

@@ -145,12 +145,17 @@ def train(
     *,
     style: str = "official",
     progress: bool = False,
+    cache: dict[str, dict[str, Any]] | None = None,
 ) -> Any:
-    """Fine-tune ``model`` on ``examples`` with ``transformers.Trainer``; returns the trained model."""
+    """Fine-tune ``model`` on ``examples`` with ``transformers.Trainer``; returns the trained model.
+
+    ``cache`` (sample key -> encoded example) may be shared between runs that use the same processor and
+    prompt style, so a repeated sample is encoded once.
+    """
     import torch
     from transformers import Trainer, TrainingArguments
 
-    cache: dict[str, dict[str, Any]] = {}  # a mixture repeats samples: encode each once
+    cache = {} if cache is None else cache  # a mixture repeats samples: encode each once
     for sample in examples:
         if sample.key not in cache:
             cache[sample.key] = encode_example(processor, sample, style)
