@@ -15,13 +15,16 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path):
     )
     results = json.loads(json_path.read_text())
     rows = {row["id"]: row for row in results["rows"]}
-    assert list(rows) == ["teacher", "scratch", "logits", "fakd", "dckd", "dckd_no_dcr", "dckd_no_dmm"]
+    assert list(rows) == ["teacher", "scratch", "logits", "mclir", "dckd", "dckd_no_dcr", "dckd_no_dmm"]
     for row in rows.values():
         assert set(row["metrics"]) == {"psnr", "ssim"}
         assert 5 < row["metrics"]["psnr"]["mean"] < 60 and 0 < row["metrics"]["ssim"]["mean"] <= 1
     # the paper's numbers stand beside ours (RCAN x2 Urban100, Tables 2 and 5)
     assert rows["dckd"]["paper"] == {"psnr": 32.92, "ssim": 0.9351}
     assert rows["dckd_no_dcr"]["paper"] == {"psnr": 32.81, "ssim": 0.9343}
+    assert rows["mclir"]["paper"] == {"psnr": 26.57, "ssim": 0.8010}  # Table 8, SwinIR-light x4 Urban100
+    usage = results["extra"]["codebook_usage"]
+    assert 1 <= usage["codes_used"] <= usage["codes"] == 64 and 0 < usage["entropy"] <= usage["max_entropy"]
     assert "| DCKD |" in markdown and "32.92" in markdown
     assert (tmp_path / "fig8b.png").stat().st_size > 1000
     assert set(results["extra"]["fig8b"]) == {"small (s = 1)", "large (s = 2)"}

@@ -51,7 +51,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     uses = METHODS[args.method]
     teacher = build_teacher(config, run_dir / "teacher", lambda: pairs) if args.method != "scratch" else None
     encoder = (
-        build_encoder(config, run_dir / "encoder", lambda: pairs) if (uses["dcr"] or uses["dmm"]) else None
+        build_encoder(config, run_dir / "encoder", lambda: pairs)
+        if (uses["dcr"] or uses["dmm"] or uses["mclir"])
+        else None
     )
     seed = config.train.seed if args.seed is None else args.seed
     out = run_dir / args.method / f"seed{seed}"
@@ -146,6 +148,37 @@ def cmd_fig8b(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_geometry(args: argparse.Namespace) -> int:
+    import platform
+    import time
+
+    import torch
+
+    from paperzoo_dckd.geometry import gradient_ratio
+    from paperzoo_shared.repro import atomic_write_json, git_info, machine_info, package_versions
+
+    config = _config(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    result = gradient_ratio(config, batch_size=args.batch_size, seed=args.seed)
+    record = {
+        "command": "paperzoo-dckd " + " ".join(args.argv),
+        "config": str(args.config),
+        "overrides": list(args.overrides),
+        "measurement": result,
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "git": git_info(Path(__file__).resolve().parents[2]),
+        "machine": machine_info(),
+        "versions": package_versions(),
+        "python": platform.python_version(),
+    }
+    print(json.dumps(record["measurement"], indent=2))
+    if args.json is not None:
+        atomic_write_json(args.json, record)
+    return 0
+
+
 def cmd_params(args: argparse.Namespace) -> int:
     from paperzoo_dckd.models import PAPER_CONFIGS, build_model, count_parameters
 
@@ -214,6 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     fig8b.add_argument("--run-dir", type=Path, default=Path("runs/fig8b"))
     fig8b.set_defaults(func=cmd_fig8b)
 
+    geometry = commands.add_parser(
+        "geometry",
+        help="contrastive/reconstruction gradient ratio at initialisation (random weights at the config's sizes)",
+    )
+    _add_config(geometry)
+    geometry.add_argument("--batch-size", type=int, default=4)
+    geometry.add_argument("--seed", type=int, default=0)
+    geometry.add_argument("--threads", type=int, default=1)
+    geometry.add_argument("--json", type=Path, help="write the measurement with its provenance here")
+    geometry.set_defaults(func=cmd_geometry)
+
     params = commands.add_parser("params", help="parameter counts of the paper's networks")
     params.add_argument("--scale", type=int, default=4)
     params.set_defaults(func=cmd_params)
@@ -225,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = [a for a in argv if a != "--debug"]
     return args.func(args)
 
 

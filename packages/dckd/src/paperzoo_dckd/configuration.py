@@ -20,13 +20,16 @@ RESTORATION_SOURCES: dict[str, tuple[str, str]] = {"gopro": ("blur", "sharp"), "
 """Same-size (scale 1) paired sources and their default (LQ, GT) sub-folder names."""
 METHODS: dict[str, dict[str, bool]] = {
     # Which loss terms each method (table row) uses. rec = L1(student, GT) is always on.
-    "scratch": {"kd": False, "fakd": False, "dcr": False, "dmm": False, "lcr": False},
-    "logits": {"kd": True, "fakd": False, "dcr": False, "dmm": False, "lcr": False},
-    "fakd": {"kd": True, "fakd": True, "dcr": False, "dmm": False, "lcr": False},
-    "dckd": {"kd": True, "fakd": False, "dcr": True, "dmm": True, "lcr": False},
-    "dckd_no_dcr": {"kd": True, "fakd": False, "dcr": False, "dmm": True, "lcr": False},
-    "dckd_no_dmm": {"kd": True, "fakd": False, "dcr": True, "dmm": False, "lcr": False},
-    "dckd_star": {"kd": True, "fakd": False, "dcr": True, "dmm": True, "lcr": True},
+    "scratch": {"kd": False, "fakd": False, "dcr": False, "dmm": False, "lcr": False, "mclir": False},
+    "logits": {"kd": True, "fakd": False, "dcr": False, "dmm": False, "lcr": False, "mclir": False},
+    "fakd": {"kd": True, "fakd": True, "dcr": False, "dmm": False, "lcr": False, "mclir": False},
+    "dckd": {"kd": True, "fakd": False, "dcr": True, "dmm": True, "lcr": False, "mclir": False},
+    "dckd_no_dcr": {"kd": True, "fakd": False, "dcr": False, "dmm": True, "lcr": False, "mclir": False},
+    "dckd_no_dmm": {"kd": True, "fakd": False, "dcr": True, "dmm": False, "lcr": False, "mclir": False},
+    "dckd_star": {"kd": True, "fakd": False, "dcr": True, "dmm": True, "lcr": True, "mclir": False},
+    # MCLIR (Wu et al., AAAI 2024; DCKD Table 8): L_rec minus a feature distance to a lagged copy of the
+    # model itself; no teacher
+    "mclir": {"kd": False, "fakd": False, "dcr": False, "dmm": False, "lcr": False, "mclir": True},
 }
 """Methods of the shared trainer: Scratch, Logits KD, FAKD, DCKD, its -DCR/-DMM ablations (Table 5) and
 DCKD* (DCKD + DUKD's label-consistency term, which the released SwinIR configs switch on)."""
@@ -40,6 +43,7 @@ METHOD_LABELS = {
     "dckd_no_dcr": "DCKD −DCR",
     "dckd_no_dmm": "DCKD −DMM",
     "dckd_star": "DCKD*",
+    "mclir": "MCLIR",
 }
 
 
@@ -164,8 +168,17 @@ class DCKDConfig:
     )
     """Teacher feature maps matched to ``fakd_student_positions`` (same length)."""
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    lambda_mclir: float = field(default=0.001, metadata=ADDED)
+    """MCLIR's weight of the negative feature distance (released ``perceptual_weight: 0.001``)."""
+    mclir_layer_weights: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.5], metadata=ADDED)
+    """MCLIR's per-level weights (released VGG16 relu1_2/2_2/3_3: 0.2/0.3/0.5), here on the encoder's first
+    levels (the VGG16 it uses is not available offline; the frozen encoder stands in)."""
 
     def __post_init__(self) -> None:
+        if not 1 <= len(self.mclir_layer_weights) <= 5:
+            raise ValueError(
+                f"dckd.mclir_layer_weights needs 1 to 5 weights (encoder levels), got {self.mclir_layer_weights}"
+            )
         if len(self.layer_weights) != 5:
             raise ValueError(
                 f"layer_weights needs 5 values (one per encoder level), got {self.layer_weights}"
@@ -402,6 +415,14 @@ class EncoderTrainConfig:
     commitment: float = 0.25
     """beta of the VQ-VAE commitment term."""
     seed: int = 0
+    restart_every: int = field(default=0, metadata=ADDED)
+    """Every this many steps, codes that no position of the step's batch picked are moved onto randomly
+    chosen embeddings of that batch (dead-code restart, as in Jukebox/SoundStream); 0 = never. Without it
+    the small codebook collapses to a handful of codes and the DMM distributions are near uniform."""
+
+    def __post_init__(self) -> None:
+        if self.restart_every < 0:
+            raise ValueError(f"encoder_train.restart_every must be >= 0, got {self.restart_every}")
 
 
 @dataclass

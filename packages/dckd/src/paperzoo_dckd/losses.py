@@ -4,6 +4,8 @@
 * :func:`codebook_distribution` and :func:`dmm_cross_entropy` - the distribution mapping module's
   category distributions and cross-entropy (Eqs. 8-9; ``paper`` and released ``code`` forms).
 * :func:`spatial_affinity` and :func:`fakd_loss` - FAKD (He et al., ICIP 2020), *with* its gradient.
+* :func:`feature_distance` - MCLIR's negative term (Wu et al., AAAI 2024): the weighted per-level L1
+  distance between the model's features and its lagged copy's, which the loss *subtracts*.
 """
 
 from __future__ import annotations
@@ -113,4 +115,21 @@ def fakd_loss(student_feats: Sequence[torch.Tensor], teacher_feats: Sequence[tor
         if s.shape[-2:] != t.shape[-2:]:
             raise ValueError(f"FAKD needs equal spatial sizes, got {tuple(s.shape)} and {tuple(t.shape)}")
         total = total + F.l1_loss(spatial_affinity(s), spatial_affinity(t))
+    return total
+
+
+def feature_distance(
+    output: Sequence[torch.Tensor], negative: Sequence[torch.Tensor], weights: Sequence[float]
+) -> torch.Tensor:
+    """``sum_l weights[l] * mean|f_l(output) - f_l(negative)|`` over the first ``len(weights)`` levels.
+
+    MCLIR's loss is ``L_rec - lambda * feature_distance(model output, negative-model output)`` (released
+    ``SRNegModel``: ``l_total -= l_percep`` with BasicSR's L1 ``PerceptualLoss``, whose per-layer term is the
+    mean absolute difference times the layer weight); the negative model's features carry no gradient.
+    """
+    if len(weights) > min(len(output), len(negative)):
+        raise ValueError(f"{len(weights)} weights for {min(len(output), len(negative))} feature levels")
+    total = output[0].new_zeros(())
+    for f, n, w in zip(output, negative, weights):
+        total = total + w * (f - n.detach()).abs().mean()
     return total

@@ -13,7 +13,10 @@ The method is structure-agnostic: teacher and student are any modules mapping an
 * the Distribution Mapping Module (Sec. 3.3): per-position softmax over negative squared distances to the
   encoder's codebook, and a cross-entropy from the teacher's to the student's distribution (Eqs. 7-9);
 * DCKD* adds DUKD's label-consistency regularization (:class:`InvertibleAugment`);
-* the baselines of the same trainer: Scratch (L_rec), Logits (L_rec + L_kd), FAKD (+ spatial affinity).
+* the baselines of the same trainer: Scratch (L_rec), Logits (L_rec + L_kd), FAKD (+ spatial affinity) and
+  MCLIR (Wu et al., AAAI 2024; DCKD Table 8): ``L_rec - lambda * feature_distance(S(x), N(x))`` with N a
+  lagged copy of the student updated like the history model (from the raw student, as MCLIR's code) and
+  the frozen encoder's first levels standing in for MCLIR's VGG16.
 
 Released-code details kept by default (see README, "Fidelity"): the history model is initialised from and
 updated from the student's EMA (decay 0.999), with alpha = 0.1; the step schedule is [1000, 2000, 3000] per
@@ -32,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paperzoo_dckd.configuration import METHODS, DCKDConfig, DegradationConfig
-from paperzoo_dckd.losses import contrastive_ratio_loss, dmm_cross_entropy, fakd_loss
+from paperzoo_dckd.losses import contrastive_ratio_loss, dmm_cross_entropy, fakd_loss, feature_distance
 
 # ---------------------------------------------------------------------------------------------------------
 # Moving averages and the history schedule (Eq. 6)
@@ -269,16 +272,22 @@ class Distiller(nn.Module):
         needs_teacher = any(self.uses[k] for k in ("kd", "fakd", "dcr", "dmm", "lcr"))
         if needs_teacher and teacher is None:
             raise ValueError(f"method {method!r} needs a teacher")
-        if (self.uses["dcr"] or self.uses["dmm"]) and encoder is None:
-            raise ValueError(f"method {method!r} needs a feature encoder (DCR/DMM)")
+        if (self.uses["dcr"] or self.uses["dmm"] or self.uses["mclir"]) and encoder is None:
+            raise ValueError(f"method {method!r} needs a feature encoder (DCR/DMM/MCLIR)")
         if self.uses["fakd"]:
             for name, net in (("student", student), ("teacher", teacher)):
                 if not hasattr(net, "forward_features"):
                     raise ValueError(f"FAKD needs a {name} with forward_features (EDSR, RCAN or SwinIR)")
         self.student = student
         self.student_ema = freeze(copy.deepcopy(student))
-        # The history model starts as a copy of the student EMA (released: update_model_ema(0)).
-        self.history = freeze(copy.deepcopy(student)) if self.uses["dcr"] else None
+        # The history model starts as a copy of the student EMA (released: update_model_ema(0)); MCLIR's
+        # negative model is the same lagged copy.
+        has_history = self.uses["dcr"] or self.uses["mclir"]
+        self.history = freeze(copy.deepcopy(student)) if has_history else None
+        uses_encoder = self.uses["dcr"] or self.uses["dmm"] or self.uses["mclir"]
+        # a method that does not use the teacher (Scratch, MCLIR) or the encoder never runs them
+        teacher = teacher if needs_teacher else None
+        encoder = encoder if uses_encoder else None
         self._frozen = _Frozen(
             freeze(teacher) if teacher is not None else None, freeze(encoder) if encoder is not None else None
         )
@@ -356,28 +365,36 @@ class Distiller(nn.Module):
         else:
             s_out = self.student(lq)
         terms["rec"] = F.l1_loss(s_out, gt)
+        if uses["mclir"]:
+            with torch.no_grad():
+                negative = self.encoder.level_features(self.history(lq))
+            distance = feature_distance(self.encoder.level_features(s_out), negative, cfg.mclir_layer_weights)
+            terms["neg"] = -cfg.lambda_mclir * distance
         if self.teacher is None:
-            terms["total"] = terms["rec"]
+            terms["total"] = sum(terms.values())
             return terms
         with torch.no_grad():
             if uses["fakd"]:
                 t_out, t_feats = self.teacher.forward_features(lq, cfg.fakd_teacher_positions)
-            elif uses["lcr"]:
-                ops = self.augment.sample(lq.shape[0], self.generator)
-                both = self.teacher(torch.cat([lq, self.augment.apply(lq, ops)]))
-                t_out, t_aug = both.chunk(2)
-                t_lcr = self.augment.invert(t_aug, ops)
             else:
                 t_out = self.teacher(lq)
+            if uses["lcr"]:
+                ops = self.augment.sample(lq.shape[0], self.generator)
+                t_lcr = self.augment.invert(self.teacher(self.augment.apply(lq, ops)), ops)
         if uses["kd"]:
             terms["kd"] = cfg.lambda_kd * F.l1_loss(s_out, t_out)
         if uses["lcr"]:
             terms["lcr"] = cfg.lambda_lcr * F.l1_loss(s_out, t_lcr)
         if uses["fakd"]:
             terms["fakd"] = cfg.fakd_weight * fakd_loss(s_feats, t_feats)
+        if uses["dcr"] or uses["dmm"]:
+            # one encoder pass over the student output serves both terms
+            if uses["dmm"]:
+                anchor, student_d = self.encoder.levels_and_distances(s_out)
+            else:
+                anchor = self.encoder.level_features(s_out)
         if uses["dcr"]:
             negatives = self.negatives(lq)
-            anchor = self.encoder.level_features(s_out)
             with torch.no_grad():
                 positive = self.encoder.level_features(t_out)
                 n, b = negatives.shape[:2]
@@ -386,7 +403,6 @@ class Distiller(nn.Module):
                 ]
             terms["dcl"] = cfg.lambda_dcl * contrastive_ratio_loss(anchor, positive, neg, cfg.layer_weights)
         if uses["dmm"]:
-            student_d = self.encoder.squared_distances(s_out)
             with torch.no_grad():
                 teacher_d = self.encoder.squared_distances(t_out)
             terms["ce"] = cfg.lambda_ce * dmm_cross_entropy(student_d, teacher_d, cfg.dmm_ce_mode)
@@ -398,7 +414,9 @@ class Distiller(nn.Module):
         """Student EMA update, then (at scheduled iterations) the history update; True if it was updated."""
         ema_update_(self.student_ema, self.student, self.ema_decay)
         if self.history is not None and self.schedule.should_update(iteration):
-            source = self.student_ema if self.config.history_source == "ema" else self.student
+            # MCLIR's negative model follows the raw student (released SRNegModel.model_neg)
+            from_ema = self.config.history_source == "ema" and not self.uses["mclir"]
+            source = self.student_ema if from_ema else self.student
             ema_update_(self.history, source, self.config.history_decay)
             return True
         return False

@@ -154,7 +154,21 @@ class SmallDecoder(nn.Module):
         return self.net(z)
 
 
-class VQAutoencoderModule(L.LightningModule):
+@torch.no_grad()
+def restart_dead_codes(codebook: torch.Tensor, z: torch.Tensor) -> int:
+    """Moves every code that no position of ``z`` (B, D, H, W) picks onto a randomly chosen embedding of
+    ``z`` (torch's global generator, restored on resume); returns how many codes moved."""
+    from paperzoo_dckd.geometry import unused_code_mask
+
+    dead = unused_code_mask(z, codebook).nonzero().flatten()
+    if dead.numel():
+        flat = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+        picks = torch.randint(flat.shape[0], (dead.numel(),))
+        codebook[dead] = flat[picks].to(codebook)
+    return int(dead.numel())
+
+
+class VQAutoencoderModule(PostStepMixin, L.LightningModule):
     """Trains a :class:`VQGANEncoder` as a VQ-VAE (van den Oord et al.): L1 reconstruction through the
     straight-through quantiser + codebook loss + ``commitment`` x commitment loss. Stand-in for the
     pretrained taming VQGAN, which cannot be downloaded here."""
@@ -164,13 +178,20 @@ class VQAutoencoderModule(L.LightningModule):
         self.encoder = encoder
         self.decoder = SmallDecoder(encoder.quant_conv.out_channels, ch)
         self.config = config
+        self._last_z: torch.Tensor | None = None
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.parameters(), lr=self.config.lr, betas=(0.5, 0.9))
 
+    def after_optimizer_step(self, step: int) -> None:
+        every = self.config.restart_every
+        if every and step % every == 0 and self._last_z is not None:
+            restart_dead_codes(self.encoder.quantize.embedding.weight, self._last_z)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x = batch["gt"]
         z = self.encoder.embed(x)
+        self._last_z = z.detach()
         distances = self.encoder.quantize.squared_distances(z)
         codes = self.encoder.quantize.embedding(distances.argmin(1))
         codes = codes.view(z.shape[0], z.shape[2], z.shape[3], -1).permute(0, 3, 1, 2)

@@ -30,7 +30,7 @@ from paperzoo_shared.config import ConfigError, config_hash, load_config, parse_
 from paperzoo_shared.metrics.stats import difference_ci
 from paperzoo_shared.repro import ReproRequest, RowResult, TableResult, atomic_write_json
 
-NEEDS_ENCODER = {m for m, uses in METHODS.items() if uses["dcr"] or uses["dmm"]}
+NEEDS_ENCODER = {m for m, uses in METHODS.items() if uses["dcr"] or uses["dmm"] or uses["mclir"]}
 
 RESTORATION_TABLES: dict[str, tuple[str, ...]] = {
     "table3": ("nafnet_gopro", "restormer_gopro"),
@@ -405,6 +405,15 @@ def reproduce(request: ReproRequest) -> TableResult:
         if diagnostics is not None:
             extra["dckd_gradients"] = diagnostics
             notes.append(_gradient_note(diagnostics, request.seeds[0]))
+    if encoder is not None and request.preset != "full" and config.encoder.checkpoint is None:
+        from paperzoo_dckd.geometry import codebook_usage, encoder_patches
+
+        usage = codebook_usage(encoder, encoder_patches(config))
+        extra["codebook_usage"] = usage
+        notes.append(
+            f"Stand-in codebook on 32 held-out HR patches: {usage['codes_used']} of {usage['codes']} codes used; "
+            f"mean entropy of the DMM distributions {usage['entropy']:.2f} nats (uniform: {usage['max_entropy']:.2f})."
+        )
     if curves is not None:
         png = plot_fig8b(curves, request.out_dir / "fig8b.png")
         atomic_write_json(run_dir / "fig8b_curves.json", curves)
@@ -504,11 +513,12 @@ def _notes(config, request, per_method, set_names) -> list[str]:
             f"Miniature on stand-in data (skim-SR x{config.data.scale}: 6 scikit-image training images, 6 test "
             "images, MATLAB-bicubic LR), small EDSR-like teacher and student, a small VQ autoencoder trained here "
             "instead of the pretrained VQGAN; short training. Paper values (RCAN x2, Urban100; the -DCR/-DMM rows "
-            "are Table 5's '+DMM only' and '+DCR only') are for reference only and not comparable in magnitude."
+            "are Table 5's '+DMM only' and '+DCR only'; MCLIR's is Table 8's SwinIR-light x4 Urban100) are for reference "
+            "only and not comparable in magnitude."
         )
     for set_name in set_names:
         pairs = [("dckd", "logits"), ("dckd", "scratch"), ("logits", "scratch"), ("fakd", "logits")]
-        pairs += [("dckd", "dckd_no_dcr"), ("dckd", "dckd_no_dmm")]
+        pairs += [("dckd", "mclir"), ("mclir", "scratch"), ("dckd", "dckd_no_dcr"), ("dckd", "dckd_no_dmm")]
         for a, b in pairs:
             note = _difference_note(per_method, a, b, set_name, _psnr_label(config))
             if note:

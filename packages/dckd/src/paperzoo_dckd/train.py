@@ -26,7 +26,13 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader
 
-from paperzoo_dckd.configuration import ExperimentConfig, ModelConfig, TrainConfig, fingerprint_dict
+from paperzoo_dckd.configuration import (
+    DCKDConfig,
+    ExperimentConfig,
+    ModelConfig,
+    TrainConfig,
+    fingerprint_dict,
+)
 from paperzoo_dckd.convert import CheckpointError, load_weights, read_checkpoint, save_weights
 from paperzoo_dckd.data import (
     LazyPairs,
@@ -324,7 +330,8 @@ def train_teacher(config: ExperimentConfig, run_dir: Path, train_pairs: Sequence
         student=config.teacher,
         train=config.teacher_train,
         methods=["scratch"],
-        dckd=config.dckd,
+        # the teacher uses no DCKD setting: the defaults keep a changed dckd.* key from retraining it
+        dckd=DCKDConfig(),
     )
     seed = config.teacher_train.seed
     model, _ = train_student(teacher_config, "scratch", seed, run_dir, None, None, train_pairs)

@@ -125,16 +125,23 @@ class Encoder(nn.Module):
         self.conv_out = nn.Conv2d(block_in, z_channels, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_levels(x)[1]
+
+    def forward_with_levels(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """One pass: (the first ResnetBlock's output at every level, the encoder output)."""
+        feats = []
         h = self.conv_in(x)
         for stage in self.down:
             for i, block in enumerate(stage.block):
                 h = block(h)
+                if i == 0:
+                    feats.append(h)
                 if len(stage.attn) > 0:
                     h = stage.attn[i](h)
             if hasattr(stage, "downsample"):
                 h = stage.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.conv_out(swish(self.norm_out(h)))
+        return feats, self.conv_out(swish(self.norm_out(h)))
 
     def level_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The first ResnetBlock's output at every level (no attention applied to it), as in ``get_feas``."""
@@ -206,3 +213,8 @@ class VQGANEncoder(nn.Module):
     def squared_distances(self, x: torch.Tensor) -> torch.Tensor:
         """(B*h*w, M) squared distances of every position's embedding to every code."""
         return self.quantize.squared_distances(self.embed(x))
+
+    def levels_and_distances(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """:meth:`level_features` and :meth:`squared_distances` from one encoder pass (DCR + DMM)."""
+        feats, h = self.encoder.forward_with_levels(x)
+        return feats, self.quantize.squared_distances(self.quant_conv(h))
