@@ -311,6 +311,16 @@ def test_perfect_detections_score_100(shapes_root, config):
     gt.boxes = [g for g in gt.boxes if g.class_name in names]
     m = detection_metrics(voc, gt, names, records)
     assert m["map07"] == pytest.approx(100.0) and m["map_area"] == pytest.approx(100.0)
+    assert m["map07_5095"] == pytest.approx(100.0)
+    # every box shrunk to 90 % of its side around its centre: VOC IoU ~ 0.81 > t for the 7 thresholds
+    # 0.50 ... 0.80 and below 0.85, so mAP .50:.95 = 7 / 10 of the perfect 100 (each class keeps AP 1 or 0)
+    shrunk = []
+    for d in dets:
+        c = (d.boxes[:, :2] + d.boxes[:, 2:]) / 2
+        half = (d.boxes[:, 2:] - d.boxes[:, :2]) * 0.45
+        shrunk.append(ImageDetections(d.image_id, torch.cat([c - half, c + half], 1), d.scores, d.classes))
+    voc_shrunk = [x for x in to_voc_detections(shrunk, CLASSES) if x.class_name in names]
+    assert detection_metrics(voc_shrunk, gt, names, records)["map07_5095"] == pytest.approx(70.0, abs=0.5)
     assert m["ap50"] == pytest.approx(100.0) and m["ap"] == pytest.approx(100.0)
     assert corloc_metric(voc, gt, names) == pytest.approx(100.0)
     assert resolve_class_names(cfg) == CLASSES

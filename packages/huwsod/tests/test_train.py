@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -162,7 +163,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     env = {**os.environ, "PAPERZOO_HUWSOD_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable, "-m", "paperzoo_huwsod", "train", "--config", "smoke", "--method", "oicr_reg_mist",
-        "--out", str(tmp_path / "ddp"), "--no-progress",
+        "--out", str(tmp_path / "ddp"), "--no-progress", "--random-backbone",
         "--set", "train.strategy=ddp", "--set", "train.devices=2", "--set", "train.accelerator=cpu",
         "--set", "train.batch_size=4", "--set", "train.iterations=2",
     ]  # fmt: skip
@@ -184,6 +185,35 @@ def test_cli_help_and_prepare(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PAPERZOO_HUWSOD_CACHE", str(tmp_path))
     assert main(["prepare", "--config", "smoke"]) == 0
     assert "VOCdevkit" in capsys.readouterr().out
+
+
+def test_cli_new_user_paths(tmp_path, capsys, monkeypatch, shapes_root):
+    """train refuses a frozen random backbone unless asked; eval reads the config stored in model.pt;
+    prepare fails on a missing image, naming it (it used to pass and train failed later)."""
+    from paperzoo_huwsod.cli import main
+
+    monkeypatch.setenv("PAPERZOO_HUWSOD_CACHE", str(tmp_path))
+    out = tmp_path / "run"
+    args = ["train", "--config", "smoke", "--method", "wsddn", "--out", str(out), "--no-progress",
+            "--set", "train.iterations=1"]  # fmt: skip
+    assert main(args) == 2
+    assert "--backbone" in capsys.readouterr().err
+    assert main([*args, "--random-backbone"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(out / FINAL_WEIGHTS)]) == 0  # no --config / --method
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"map07", "map07_5095", "corloc"} <= set(metrics)
+    root = tmp_path / "voc"
+    import shutil
+
+    shutil.copytree(shapes_root, root)
+    (root / "JPEGImages" / "000003.png").unlink()
+    prepare = ["prepare", "--config", "smoke", "--set", "data.format=voc", "--set", f"data.root={root}",
+               "--set", "data.class_names=[circle,square,triangle,ring,cross,ellipse]",
+               "--set", "data.image_extension=.png"]  # fmt: skip
+    assert main(prepare) == 2
+    err = capsys.readouterr().err
+    assert "000003.png" in err and len(err.strip().splitlines()) == 2
 
 
 def test_cli_known_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
@@ -236,6 +266,87 @@ def test_convert_official_backbone_pickle_and_detector(tmp_path, config):
     assert summary["head_tensors"] == 3 and summary["skipped"] == ["cls_head.encoder.0.weight"]
     state = torch.load(tmp_path / "det.pt", weights_only=True)["detector"]
     assert "head.refinements.2.cls_score.weight" in state and "rpn.anchor_deltas.weight" in state
+
+
+_TO_OFFICIAL = [
+    ("head.fc", "roi_heads.box_head.fc"),
+    ("head.wsddn_cls.", "roi_heads.box_predictor.cls."),
+    ("head.wsddn_det.", "roi_heads.box_predictor.det."),
+    ("head.refinements.", "roi_heads.box_refinery_"),
+    ("rpn.", "proposal_generator.rpn_head."),
+    ("ae.", "cls_head."),
+    ("backbone.", "backbone."),
+]
+
+
+def _official_detector(model: HUWSOD) -> dict[str, torch.Tensor]:
+    """A trained detector under detectron2's names, RPN channels in the official ratio order [1, 2, 0.5]
+    (``model`` must use that order): the layout of the official ``model_final.pth``."""
+    out = {}
+    for name, value in model.state_dict().items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        for ours, theirs in _TO_OFFICIAL:
+            if name.startswith(ours):
+                out[theirs + name[len(ours) :]] = value.clone()
+                break
+        else:
+            raise AssertionError(f"no official name for {name}")
+    return out
+
+
+def test_anchor_permutation_golden():
+    from paperzoo_huwsod.convert import anchor_permutation
+
+    # ours [0.5, 1, 2] per size, theirs [1, 2, 0.5]: our anchor 0 (size 0, ratio 0.5) is their anchor 2 ...
+    assert anchor_permutation(2, [0.5, 1.0, 2.0], [1.0, 2.0, 0.5]) == [2, 0, 1, 5, 3, 4]
+    assert anchor_permutation(2, [1.0, 2.0, 0.5], [1.0, 2.0, 0.5]) == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="not a permutation"):
+        anchor_permutation(1, [1.0, 3.0], [1.0, 2.0])
+
+
+def test_load_detector_from_the_official_layout_permutes_the_rpn_channels(tmp_path, config):
+    from paperzoo_huwsod.convert import OFFICIAL_ASPECT_RATIOS, load_detector
+
+    cfg = apply_method(config, "huwsod")
+    cfg.model.rpn.anchor_sizes = [[16.0, 24.0], [32.0, 48.0], [64.0, 96.0]]
+    assert cfg.model.rpn.aspect_ratios == list(OFFICIAL_ASPECT_RATIOS) == [1.0, 2.0, 0.5]
+    torch.manual_seed(0)
+    official = HUWSOD(cfg.model, 6).eval()
+    torch.save({"model": _official_detector(official)}, tmp_path / "model_final.pth")
+    summary = convert_file(tmp_path / "model_final.pth", tmp_path / "det.pt")
+    assert summary["skipped"] and all(k.startswith("cls_head.") for k in summary["skipped"])
+    # same anchor order: every tensor back bit for bit (the AE head is training-only: not in the file)
+    torch.manual_seed(1)
+    same = HUWSOD(cfg.model, 6).eval()
+    load_detector(same, tmp_path / "det.pt")
+    for name, value in official.state_dict().items():
+        if not name.startswith("ae."):
+            assert torch.equal(value, same.state_dict()[name]), name
+    # our ratio order [0.5, 1, 2]: the objectness of anchor (size s, ratio r) at every cell is unchanged
+    reordered_cfg = copy.deepcopy(cfg)
+    reordered_cfg.model.rpn.aspect_ratios = [0.5, 1.0, 2.0]
+    reordered = HUWSOD(reordered_cfg.model, 6).eval()
+    load_detector(reordered, tmp_path / "det.pt")
+    features = torch.randn(3, official.backbone.out_channels, 5, 5)
+    a, b = official.rpn(features, 3), reordered.rpn(features, 3)
+    for branch in range(3):
+        la, lb = a.logits[branch].view(1, 5, 5, 6), b.logits[branch].view(1, 5, 5, 6)
+        da, db = a.deltas[branch].view(1, 5, 5, 6, 4), b.deltas[branch].view(1, 5, 5, 6, 4)
+        for size in range(2):
+            for ours, ratio in enumerate([0.5, 1.0, 2.0]):
+                theirs = [1.0, 2.0, 0.5].index(ratio)
+                assert torch.equal(lb[..., size * 3 + ours], la[..., size * 3 + theirs])
+                assert torch.equal(db[..., size * 3 + ours, :], da[..., size * 3 + theirs, :])
+        # and the anchors themselves follow the ratios: the same boxes, reordered
+        aa, ab = a.anchors[branch].view(25, 6, 4), b.anchors[branch].view(25, 6, 4)
+        assert torch.equal(ab[:, [0, 1, 2, 3, 4, 5]], aa[:, [2, 0, 1, 5, 3, 4]])
+    with pytest.raises(ValueError, match="holds no detector"):
+        torch.save({"backbone": {}}, tmp_path / "bb.pt")
+        load_detector(same, tmp_path / "bb.pt")
+    other = HUWSOD(apply_method(config, "oicr").model, 6)  # K = 3 branches, no RPN: refinement 3 is extra
+    with pytest.raises(ValueError, match="unexpected"):
+        load_detector(other, tmp_path / "det.pt")
 
 
 def test_convert_refuses_arbitrary_pickles(tmp_path):

@@ -43,6 +43,7 @@ def _cache(args: argparse.Namespace) -> Path:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     from paperzoo_huwsod.data import dataset_root, write_weak_labels
+    from paperzoo_huwsod.reproduce import class_names_of, split_records
 
     config = _config(args)
     root = dataset_root(config.data, _cache(args))
@@ -55,7 +56,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             if config.data.format != "shapes"
             else None
         )
-        print(f"{split}: {path or root}")
+        # read it back as training and evaluation will: a missing image or a bad entry fails here, naming it
+        records = split_records(config, root, split, class_names_of(config, root))
+        print(f"{split}: {path or root} ({len(records)} images)")
     return 0
 
 
@@ -72,6 +75,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from paperzoo_huwsod.train import fit
 
     config = _config(args)
+    b = config.model.backbone
+    if b.freeze and not (args.backbone or b.weights) and not args.random_backbone:
+        raise UserError(
+            "the backbone is frozen (model.backbone.freeze) but no weights were given, so the detector would "
+            "train on a random backbone; pass --backbone stage0.pt (from `paperzoo-huwsod pretrain`) or a "
+            "converted checkpoint, or --random-backbone if that is what you want"
+        )
     weights = fit(
         config,
         Path(args.out),
@@ -83,13 +93,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_config(args: argparse.Namespace):
+    """``--config``/``--method`` when given, else the config stored in ``model.pt`` (``--set`` applies)."""
+    if args.method or args.config:
+        if not args.config:
+            args.config = "mini"
+        return _config(args)
+    import torch
+
+    from paperzoo_huwsod.configuration import HUWSODConfig
+    from paperzoo_shared.config import apply_overrides, from_dict
+
+    path = Path(args.weights)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights {path} do not exist")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "config" not in state:
+        raise UserError(f"{path} stores no config; pass --config and --method")
+    sources: dict[str, str] = {}
+    data = apply_overrides(state["config"], sources, args.set or [])
+    return from_dict(HUWSODConfig, data, sources=sources)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from paperzoo_huwsod.data import dataset_root, offline_proposals
     from paperzoo_huwsod.evaluate import predict
     from paperzoo_huwsod.reproduce import class_names_of, evaluate_detections
     from paperzoo_huwsod.train import load_model
 
-    config = _config(args)
+    config = _eval_config(args)
     if args.tta:
         config.eval.tta = True
     model, names = load_model(config, Path(args.weights))
@@ -129,9 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser, method: bool = True) -> None:
+    def common(p: argparse.ArgumentParser, method: bool = True, config_default: str = "mini") -> None:
         p.add_argument(
-            "--config", default="mini", help="preset name (smoke, mini, full, full_coco) or a YAML path"
+            "--config",
+            default=config_default,
+            help="preset name (smoke, mini, full, full_coco) or a YAML path"
+            + ("" if config_default else "; default: the config stored in the weights"),
         )
         p.add_argument(
             "--set", action="append", metavar="KEY=VALUE", help="dotted config override (repeatable)"
@@ -160,10 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--backbone", default="", help="stage-0 or converted backbone weights")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--random-backbone",
+        action="store_true",
+        help="allow a frozen backbone without weights (random features; for tests)",
+    )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate trained weights: mAP, COCO AP and CorLoc")
-    common(p)
+    p = sub.add_parser(
+        "eval", help="evaluate trained weights: mAP, COCO AP and CorLoc (config from model.pt by default)"
+    )
+    common(p, config_default="")
     p.add_argument("--weights", required=True, help="model.pt written by train")
     p.add_argument("--tta", action="store_true", help="multi-scale + flip test-time augmentation")
     p.set_defaults(func=cmd_eval)

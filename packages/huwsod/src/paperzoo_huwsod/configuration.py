@@ -223,8 +223,8 @@ class RPNConfig:
         default_factory=lambda: [[32.0, 64.0], [128.0, 256.0], [512.0, 768.0]]
     )
     """Anchor sides per MRRP branch (branch 0 small ... branch 2 large), stride 8."""
-    aspect_ratios: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
-    """Anchor aspect ratios (h / w)."""
+    aspect_ratios: list[float] = field(default_factory=lambda: [1.0, 2.0, 0.5])
+    """Anchor aspect ratios (h / w), in the official order; it fixes the RPN channel order (``convert.py``)."""
     pre_nms_topk: int = 2048
     """Top-k per (branch, anchor shape) group before NMS."""
     post_nms_topk: int = 1024
@@ -308,6 +308,25 @@ class HeadConfig:
             raise ValueError("head.bbox_reg_weights needs 4 values")
 
 
+PAPER_EMA_DECAY = 0.9996
+"""WSL.EMA.DECAY of the official VOC07 config: each step pulls a teacher branch 0.0004 towards its student."""
+PAPER_IMAGES_PER_STEP = 4
+"""SOLVER.IMS_PER_BATCH of the official config (4 GPUs x 1 image)."""
+
+
+def paper_ema_decay(batch_size: int) -> float:
+    """The EMA decay with the paper's pull per training image: ``0.9996 ** (batch_size / 4)``.
+
+    One step of ``B`` images then moves a teacher as much as ``B / 4`` of the paper's steps, so after the same
+    number of images the teachers have moved as far as in the paper, whatever the batch size; the decay does
+    not depend on the schedule length. A shorter schedule therefore sees a proportionally smaller total pull
+    (``1 - decay ** iterations``), as the paper's own first iterations do, instead of the inflated pull of a
+    horizon rescaled to the schedule (0.1 per step at decay 0.9, 250 times the paper's)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return PAPER_EMA_DECAY ** (batch_size / PAPER_IMAGES_PER_STEP)
+
+
 @dataclass
 class SelfTrainingConfig:
     """The holistic self-training switches."""
@@ -317,7 +336,8 @@ class SelfTrainingConfig:
     ema: bool = True
     """After each step, branch k-1 <- EMA(branch k) for k = K..2 and WSDDN-cls <- EMA(branch 1 cls)."""
     ema_decay: float = 0.9996
-    """EMA decay (WSL.EMA.DECAY)."""
+    """EMA decay per optimizer step (WSL.EMA.DECAY, at the paper's 4 images per step). For another batch
+    size keep the paper's pull per training image: ``paper_ema_decay(train.batch_size)``."""
     burnin_iters: int = 10000
     """AE-only burn-in iterations (only when the AE is enabled; RPN and ROI heads frozen meanwhile)."""
 
@@ -443,8 +463,6 @@ class EvalConfig:
     tta_scales: list[int] = field(default_factory=lambda: list(PAPER_TTA_SCALES))
     tta_flip: bool = True
     batch_size: int = 8
-    select_on_val: bool = False
-    """Pick the checkpoint with the best val AP50 (the repo picks on *test* AP50, which we do not)."""
 
 
 @dataclass

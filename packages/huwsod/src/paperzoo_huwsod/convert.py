@@ -12,6 +12,13 @@ Pickles are read with a restricted unpickler that only rebuilds numpy arrays and
 arbitrary objects); ``.pth`` files with ``torch.load(weights_only=True)``. The converter was tested on files
 with the documented layout that the tests generate; the real OneDrive files could not be downloaded here.
 The AE head (``cls_head.*``) is training-only and is not converted.
+
+RPN channels. detectron2 orders the A = sizes x ratios anchors of a cell size-major (for each size, for each
+ratio) and the official config lists the ratios as ``[1, 2, 0.5]`` (:data:`OFFICIAL_ASPECT_RATIOS`). The
+objectness conv has one output channel per anchor and the delta conv four (``a * 4 + d``). A converted file
+keeps the official channel order and records it; :func:`load_detector` permutes the channels into the order
+of the model's ``rpn.aspect_ratios`` (the default is the official order, so the permutation is then the
+identity).
 """
 
 from __future__ import annotations
@@ -99,6 +106,71 @@ def convert_state_dict(official: dict[str, torch.Tensor]) -> tuple[dict[str, tor
     return state, skipped
 
 
+OFFICIAL_ASPECT_RATIOS: tuple[float, ...] = (1.0, 2.0, 0.5)
+"""``MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS`` of every official HUWSOD config (``[[1.0, 2.0, 0.5]]``)."""
+
+_RPN_PER_ANCHOR = {"rpn.objectness_logits": 1, "rpn.anchor_deltas": 4}
+
+
+def anchor_permutation(sizes_per_cell: int, ours: list[float], theirs: list[float]) -> list[int]:
+    """``perm[a]`` = the index, in ``theirs``' order, of our anchor ``a`` (size-major, as detectron2)."""
+    if sorted(ours) != sorted(theirs) or len(set(ours)) != len(ours):
+        raise ValueError(
+            f"rpn.aspect_ratios {list(ours)} are not a permutation of the checkpoint's {list(theirs)}; "
+            "set rpn.aspect_ratios to the checkpoint's ratios"
+        )
+    r = len(ours)
+    return [s * r + list(theirs).index(ratio) for s in range(sizes_per_cell) for ratio in ours]
+
+
+def permute_rpn_channels(state: dict[str, torch.Tensor], perm: list[int]) -> dict[str, torch.Tensor]:
+    """The RPN objectness / delta conv weights and biases with their anchor channels reordered by ``perm``."""
+    out = dict(state)
+    index = torch.tensor(perm)
+    for prefix, per in _RPN_PER_ANCHOR.items():
+        for kind in ("weight", "bias"):
+            name = f"{prefix}.{kind}"
+            if name not in state:
+                continue
+            value = state[name]
+            if value.shape[0] != len(perm) * per:
+                raise ValueError(
+                    f"{name} has {value.shape[0]} output channels, expected {len(perm)} anchors x {per}"
+                )
+            grouped = value.reshape(len(perm), per, *value.shape[1:])
+            out[name] = grouped.index_select(0, index).reshape(value.shape)
+    return out
+
+
+def load_detector(model: torch.nn.Module, path: str | Path) -> None:
+    """Loads the ``detector`` of a :func:`convert_file` output into a :class:`~paperzoo_huwsod.modeling_huwsod.HUWSOD`.
+
+    The RPN channels are permuted from the file's anchor order to ``model.cfg.rpn.aspect_ratios``. Every
+    tensor of the model must be in the file except the training-only autoencoder (``ae.*``); a tensor the
+    model does not have, or a missing one, is an error naming it.
+    """
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or "detector" not in data:
+        raise ValueError(
+            f"{path} holds no detector (convert a trained model_final.pth; a backbone-only file loads with "
+            "train.load_backbone)"
+        )
+    state = dict(data["detector"])
+    cfg = model.cfg  # type: ignore[attr-defined]
+    if getattr(model, "rpn", None) is not None:
+        theirs = list(data.get("rpn_aspect_ratios", OFFICIAL_ASPECT_RATIOS))
+        sizes = len(cfg.rpn.anchor_sizes[0])
+        state = permute_rpn_channels(state, anchor_permutation(sizes, list(cfg.rpn.aspect_ratios), theirs))
+    else:
+        state = {k: v for k, v in state.items() if not k.startswith("rpn.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith("ae.")]
+    if missing or unexpected:
+        raise ValueError(
+            f"detector weights {path} do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+
+
 def convert_file(src: str | Path, dst: str | Path) -> dict[str, Any]:
     """Converts an official file and saves ``{"backbone": ..., "detector": ...}`` for :func:`train.load_backbone`
     (``backbone``) and :func:`load_detector` (``detector``, when the file has heads). Returns a summary."""
@@ -110,5 +182,6 @@ def convert_file(src: str | Path, dst: str | Path) -> dict[str, Any]:
     heads = {k: v for k, v in state.items() if not k.startswith("backbone.")}
     if heads:
         out["detector"] = state
+        out["rpn_aspect_ratios"] = list(OFFICIAL_ASPECT_RATIOS)  # channel order of rpn.* (official)
     torch.save(out, dst)
     return {"backbone_tensors": len(backbone), "head_tensors": len(heads), "skipped": skipped}

@@ -39,6 +39,7 @@ from paperzoo_shared.metrics.detection import (
     coco_eval,
     corloc,
     voc_box_to_coco_xywh,
+    voc_ap_range,
     voc_map,
     voc_to_coco,
 )
@@ -187,12 +188,14 @@ def detection_metrics(
     class_names: Sequence[str],
     records: Sequence[ImageRecord],
 ) -> dict[str, float]:
-    """VOC07 / area mAP@0.5 and COCO AP / AP50 / AP75 of one split, in percent."""
+    """VOC07 / area mAP@0.5, VOC07 mAP at IoU .50:.05:.95 (``map07_5095``, what the repo's
+    ``PascalVOCDetectionEvaluator_WSL`` prints as AP) and COCO AP / AP50 / AP75 of one split, in percent."""
     evaluated = {r.image_id for r in records}
     boxes = [g for g in gt.boxes if str(g.image_id) in evaluated]
     metrics = {
         "map07": 100.0 * voc_map(dets, boxes, class_names, 0.5, use_07_metric=True)["map"],
         "map_area": 100.0 * voc_map(dets, boxes, class_names, 0.5, use_07_metric=False)["map"],
+        "map07_5095": 100.0 * voc_ap_range(dets, boxes, class_names, use_07_metric=True)["AP"],
     }
     if gt.coco is not None:
         coco_gt = gt.coco
