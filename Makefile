@@ -5,6 +5,7 @@
 #   make reproduce PKG=dckd PRESET=mini
 #   make lint                       ruff, import-linter contracts, workflow schema, layout checks
 #   make bench PKG=dynamic_llava    the package's CPU benchmark (benchmarks/<pkg>_*.py)
+#   make mutate PKG=videomme        mutation testing (mutmut) of the package's core files; prints survivors
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -19,7 +20,7 @@ STAMP := $(VENV)/.paperzoo-installed
 # pip warns once per package about this machine's local package mirrors that lack it; harmless.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: install test reproduce lint fmt bench report clean-venv
+.PHONY: install test reproduce lint fmt bench mutate report clean-venv
 
 # The stamp depends on every pyproject.toml, so a second `make test` installs nothing
 # and a changed or new package reinstalls.
@@ -60,6 +61,10 @@ fmt: $(STAMP)
 bench: $(STAMP)
 	@test -n "$(PKG)" || { echo "usage: make bench PKG=<package>"; exit 2; }
 	for script in benchmarks/$(PKG)_*.py; do $(BIN)/python $$script $(ARGS) || exit 1; done
+
+mutate:
+	@test -n "$(PKG)" || { echo "usage: make mutate PKG=<package>"; exit 2; }
+	$(BIN)/python tools/mutate.py $(PKG) $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

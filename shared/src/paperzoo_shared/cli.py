@@ -9,12 +9,11 @@ paperzoo report [--root DIR] [--check]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from paperzoo_shared import __version__
-from paperzoo_shared.config import ConfigError
+from paperzoo_shared.errors import UserError, add_debug_flag, run_cli
 from paperzoo_shared.registry import PRESETS, RegistryError, discover_papers, get_paper
 from paperzoo_shared.repro import TablesError, generated_files, load_tables, parse_seeds, run_reproduction
 
@@ -30,6 +29,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Reproduce the headline tables of the papers in paperzoo.",
     )
     parser.add_argument("--version", action="version", version=f"paperzoo-shared {__version__}")
+    add_debug_flag(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     commands.add_parser("list", help="list the installed papers, their tables and presets")
@@ -47,6 +47,9 @@ def _build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--table", help="one table id (default: every table that runs at the preset)")
     reproduce.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the table's)")
     reproduce.add_argument("--out", type=Path, help="output folder for <table>.json and <table>.md")
+    reproduce.add_argument(
+        "--fresh", action="store_true", help="ignore (and delete) the ledger of finished results: start over"
+    )
     reproduce.add_argument(
         "--set",
         dest="overrides",
@@ -105,6 +108,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
             seeds=seeds,
             out_dir=args.out,
             overrides=args.overrides,
+            fresh=args.fresh,
         ):
             print(markdown)
             print(f"-> {json_path}\n")
@@ -114,12 +118,22 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     # Only the papers of this checkout: an editable install from another clone must not leak into it.
     root = args.root.resolve()
+    if not (root / "packages").is_dir() or not (root / "shared" / "pyproject.toml").is_file():
+        raise UserError(
+            f"{root} is not a paperzoo checkout (no packages/ and shared/ there); `paperzoo report` only "
+            "regenerates a checkout's files: run it from the repository root or pass --root"
+        )
     papers = {
         name: paper
         for name, paper in discover_papers().items()
         if (source := paper.source_root()) is not None and source.resolve().is_relative_to(root)
     }
-    files = generated_files(papers, args.root)
+    if not papers:
+        raise UserError(
+            f"no paper package is installed from {root} (editable): nothing to report; "
+            "run `make install` there first"
+        )
+    files = generated_files(papers, root)
     stale = [path for path, text in files.items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:
@@ -134,7 +148,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "list":
@@ -142,12 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "reproduce":
             return _cmd_reproduce(args)
         return _cmd_report(args)
-    except (RegistryError, TablesError, ConfigError, ValueError, FileNotFoundError) as error:
-        if os.environ.get("PAPERZOO_DEBUG"):
-            raise
-        print(f"paperzoo: error: {error}", file=sys.stderr)
-        print("(set PAPERZOO_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
+    except (RegistryError, TablesError) as error:
+        raise UserError(str(error)) from error
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("paperzoo", _main, argv)
 
 
 if __name__ == "__main__":

@@ -237,34 +237,79 @@ def load_tables(path: str | Path) -> TablesFile:
 class RunLedger:
     """Append-only record of finished (row, seed) results, so an interrupted run resumes.
 
-    Each line is ``{"row", "seed", "fingerprint", "metrics"}``; a result counts only for the same
-    fingerprint (normally the hash of the row's resolved config), so a changed config reruns.
+    Each line is ``{"row", "seed", "fingerprint", "metrics", "commit", "wall_s", "cpu_s"}``; a result counts
+    only for the same fingerprint (normally the hash of the row's resolved config), so a changed config
+    reruns. ``commit`` is the code that computed it; ``wall_s``/``cpu_s`` the time spent since the previous
+    record of the same invocation, so a resumed run can add up the time of every invocation. A line cut off
+    by a kill is skipped alone: the next record starts on a line of its own.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, commit: str | None = None, fresh: bool = False):
         self.path = path
-        self._done: dict[tuple[str, int, str], dict[str, float]] = {}
+        self.commit = commit
+        self._done: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._restored: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._clock = (time.perf_counter(), cpu_time())
+        if fresh:
+            path.unlink(missing_ok=True)
         if path.is_file():
             for line in path.read_text().splitlines():
                 try:
                     record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut off by a kill; the result is recomputed
-                self._done[(record["row"], int(record["seed"]), record["fingerprint"])] = record["metrics"]
+                    key = (record["row"], int(record["seed"]), record["fingerprint"])
+                    metrics = {k: float(v) for k, v in record["metrics"].items()}
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                    continue  # a line cut off by a kill; only that result is recomputed
+                self._done[key] = {**record, "metrics": metrics}
 
     def get(self, row: str, seed: int, fingerprint: str) -> dict[str, float] | None:
-        return self._done.get((row, seed, fingerprint))
+        record = self._done.get((row, seed, fingerprint))
+        if record is None:
+            return None
+        self._restored[(row, seed, fingerprint)] = record
+        return record["metrics"]
 
     def put(self, row: str, seed: int, fingerprint: str, metrics: Mapping[str, float]) -> None:
         metrics = {k: float(v) for k, v in metrics.items()}
+        wall, cpu = time.perf_counter(), cpu_time()
+        record = {
+            "row": row,
+            "seed": seed,
+            "fingerprint": fingerprint,
+            "metrics": metrics,
+            "commit": self.commit,
+            "wall_s": round(wall - self._clock[0], 3),
+            "cpu_s": round(cpu - self._clock[1], 3),
+        }
+        self._clock = (wall, cpu)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        cut = self.path.is_file() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
         with self.path.open("a") as handle:
-            handle.write(
-                json.dumps({"row": row, "seed": seed, "fingerprint": fingerprint, "metrics": metrics}) + "\n"
-            )
+            handle.write(("\n" if cut else "") + json.dumps(record) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        self._done[(row, seed, fingerprint)] = metrics
+        self._done[(row, seed, fingerprint)] = record
+
+    def restored(self) -> list[dict[str, Any]]:
+        """The results this invocation took from the ledger instead of computing them."""
+        return [
+            {"row": row, "seed": seed, "commit": record.get("commit")}
+            for (row, seed, _), record in self._restored.items()
+        ]
+
+    def restored_time(self) -> tuple[float, float]:
+        """Wall and CPU seconds that earlier invocations spent on the restored results."""
+        records = self._restored.values()
+        return (
+            sum(float(r.get("wall_s") or 0.0) for r in records),
+            sum(float(r.get("cpu_s") or 0.0) for r in records),
+        )
+
+
+def _progress(message: str) -> None:
+    """The harness's per (row, seed) progress, on stderr so that stdout stays the results."""
+    if not os.environ.get("PAPERZOO_QUIET"):
+        print(f"paperzoo: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -285,13 +330,18 @@ class ReproRequest:
     ) -> dict[str, float]:
         """Returns the ledger's result for (row, seed), or runs ``compute`` and records it first."""
         key = fingerprint if isinstance(fingerprint, str) else config_hash(fingerprint)
+        where = f"{self.paper.name}/{self.table.id} [{self.preset}] row {row}, seed {seed}"
         if self.ledger is not None:
             done = self.ledger.get(row, seed, key)
             if done is not None:
+                _progress(f"{where}: restored from {self.ledger.path.name}")
                 return done
+        _progress(f"{where}: running")
+        start = time.perf_counter()
         metrics = {k: float(v) for k, v in compute().items()}
         if self.ledger is not None:
             self.ledger.put(row, seed, key, metrics)
+        _progress(f"{where}: done in {time.perf_counter() - start:.1f} s")
         return metrics
 
 
@@ -339,6 +389,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; results are for everyone to read
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -372,6 +423,16 @@ def git_info(directory: Path) -> dict[str, Any]:
     except (subprocess.SubprocessError, FileNotFoundError, NotADirectoryError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": dirty}
+
+
+def provenance(paper: Paper) -> dict[str, Any]:
+    """Where the code that runs came from: the git state of the package's own source checkout, or
+    ``{"installed": "<dist> <version>"}`` when it runs from an installed wheel (the git state of the folder
+    the results land in says nothing about that code)."""
+    source = paper.source_root()
+    if source is None:
+        return {"installed": f"{paper.distribution} {paper.version}"}
+    return git_info(source)
 
 
 def package_versions(extra: Sequence[str] = ()) -> dict[str, str]:
@@ -464,7 +525,7 @@ def build_results(
             }
         )
     config = to_dict(result.config) if result.config is not None else None
-    source = request.paper.source_root() or request.out_dir
+    restored = request.ledger.restored() if request.ledger is not None else []
     return {
         "schema_version": RESULTS_SCHEMA_VERSION,
         "paper": request.paper.name,
@@ -481,7 +542,8 @@ def build_results(
         "cpu_time_s": None if cpu_time_s is None else round(cpu_time_s, 2),
         "config_hash": config_hash(config) if config is not None else None,
         "config": config,
-        "git": git if git is not None else git_info(Path(source)),
+        "git": git if git is not None else provenance(request.paper),
+        "restored_from_ledger": restored,
         "versions": package_versions([request.paper.distribution]),
         "machine": machine_info(),
         "metrics": [dataclasses.asdict(m) for m in table.metrics],
@@ -556,14 +618,21 @@ def render_markdown(results: Mapping[str, Any], *, heading_level: int = 3) -> st
         lines += [*row_notes, ""]
     seeds = results["seeds"]
     git = results["git"]
-    commit = (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
+    if "installed" in git:
+        commit = f"installed {git['installed']}"
+    else:
+        commit = "commit " + (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else "")
     machine = results["machine"]
     hardware = machine.get("gpu") or f"{machine.get('cpu_count')} CPU cores"
     lines.append(
         f"Mean ± sample std over seeds {', '.join(map(str, seeds))} (n = {len(seeds)}). "
-        f"Command: `{results['command']}`; commit {commit}; {hardware}; wall time {results['wall_time_s']:.0f} s"
+        f"Command: `{results['command']}`; {commit}; {hardware}; wall time {results['wall_time_s']:.0f} s"
         + (f" ({results['cpu_time_s']:.0f} s of CPU time)." if results.get("cpu_time_s") is not None else ".")
     )
+    earlier = [r for r in results.get("restored_from_ledger", []) if r.get("commit") != git.get("commit")]
+    if earlier:
+        pairs = ", ".join(f"{r['row']} seed {r['seed']} ({(r.get('commit') or 'unknown')[:12]})" for r in earlier)
+        lines += ["", f"Restored from the ledger, computed by an earlier commit: {pairs}."]
     for note in results.get("notes", []):
         lines += ["", note]
     return "\n".join(lines) + "\n"
@@ -581,7 +650,27 @@ def parse_seeds(text: str) -> list[int]:
         raise ValueError(f"--seeds must be comma-separated integers such as 0,1,2; got {text!r}") from error
     if not seeds:
         raise ValueError("--seeds needs at least one seed")
+    check_unique_seeds(seeds)
     return seeds
+
+
+def check_unique_seeds(seeds: Sequence[int]) -> None:
+    repeated = sorted({seed for seed in seeds if list(seeds).count(seed) > 1})
+    if repeated:
+        raise ValueError(f"seeds must be distinct; repeated: {', '.join(map(str, repeated))}")
+
+
+def prepare_out_dir(out: Path) -> Path:
+    """Create the output folder, or say in one line why it cannot be used (before any work starts)."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"output folder {out} exists and is not a folder; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(f"cannot create output folder {out}: {error.strerror}; choose another --out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise PermissionError(f"output folder {out} is not writable; choose another --out")
+    return out
 
 
 def run_reproduction(
@@ -593,10 +682,12 @@ def run_reproduction(
     out_dir: str | Path | None = None,
     overrides: Sequence[str] = (),
     command: str | None = None,
+    fresh: bool = False,
 ) -> list[tuple[Path, str]]:
     """Runs one table (or every table that supports ``preset``) and writes the results.
 
-    Returns, per table, the path of the results JSON and its markdown.
+    A rerun resumes from the ledger (``<table>.partial.jsonl``) unless ``fresh``. Returns, per table, the
+    path of the results JSON and its markdown.
     """
     check_preset(preset)
     tables_file = load_tables(paper.data_root() / "paper" / "tables.yaml")
@@ -610,11 +701,14 @@ def run_reproduction(
         tables = [t for t in tables_file.tables if preset in t.presets]
         if not tables:
             raise RegistryError(f"no table of {paper.name} runs at preset {preset!r}")
-    out = Path(out_dir) if out_dir is not None else paper.default_results_dir(preset)
+    if seeds is not None:
+        check_unique_seeds(seeds)
+    out = prepare_out_dir(Path(out_dir) if out_dir is not None else paper.default_results_dir(preset))
     command = command or shlex.join(["paperzoo", *sys.argv[1:]])
     reproduce = paper.load_reproduce()
     written = []
     for table in tables:
+        git = provenance(paper)  # the code that runs: commits made meanwhile do not count
         request = ReproRequest(
             paper=paper,
             table=table,
@@ -623,19 +717,20 @@ def run_reproduction(
             out_dir=out,
             config_dir=paper.data_root() / "configs",
             overrides=list(overrides),
-            ledger=RunLedger(out / f"{table.id}.partial.jsonl"),
+            ledger=RunLedger(out / f"{table.id}.partial.jsonl", commit=git.get("commit"), fresh=fresh),
         )
         started_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        git = git_info(paper.source_root() or out)  # the code that runs: commits made meanwhile do not count
         cpu_start = cpu_time()
         start = time.perf_counter()
         result = reproduce(request)
-        wall = time.perf_counter() - start
+        # a resumed run costs what every invocation spent on its results, not only this one
+        earlier_wall, earlier_cpu = request.ledger.restored_time()
+        wall = time.perf_counter() - start + earlier_wall
         results = build_results(
             request,
             result,
             wall_time_s=wall,
-            cpu_time_s=cpu_time() - cpu_start,
+            cpu_time_s=cpu_time() - cpu_start + earlier_cpu,
             command=command,
             started_at=started_at,
             git=git,
