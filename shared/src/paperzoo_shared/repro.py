@@ -283,7 +283,11 @@ class RunLedger:
         }
         self._clock = (wall, cpu)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        cut = self.path.is_file() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+        cut = (
+            self.path.is_file()
+            and self.path.stat().st_size > 0
+            and not self.path.read_bytes().endswith(b"\n")
+        )
         with self.path.open("a") as handle:
             handle.write(("\n" if cut else "") + json.dumps(record) + "\n")
             handle.flush()
@@ -631,7 +635,9 @@ def render_markdown(results: Mapping[str, Any], *, heading_level: int = 3) -> st
     )
     earlier = [r for r in results.get("restored_from_ledger", []) if r.get("commit") != git.get("commit")]
     if earlier:
-        pairs = ", ".join(f"{r['row']} seed {r['seed']} ({(r.get('commit') or 'unknown')[:12]})" for r in earlier)
+        pairs = ", ".join(
+            f"{r['row']} seed {r['seed']} ({(r.get('commit') or 'unknown')[:12]})" for r in earlier
+        )
         lines += ["", f"Restored from the ledger, computed by an earlier commit: {pairs}."]
     for note in results.get("notes", []):
         lines += ["", note]
@@ -667,7 +673,9 @@ def prepare_out_dir(out: Path) -> Path:
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise PermissionError(f"cannot create output folder {out}: {error.strerror}; choose another --out") from None
+        raise PermissionError(
+            f"cannot create output folder {out}: {error.strerror}; choose another --out"
+        ) from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise PermissionError(f"output folder {out} is not writable; choose another --out")
     return out
