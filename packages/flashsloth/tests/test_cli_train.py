@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from paperzoo_flashsloth.cli import _tokenizer_with_learnable, main
@@ -95,8 +96,74 @@ def test_stage_one_then_two_from_local_folders(tmp_path, capsys):
     torch.testing.assert_close(
         stage2.vision_tower.encoder.layers[0].mlp.fc1.weight, siglip.encoder.layers[0].mlp.fc1.weight
     )
-    capsys.readouterr()
-    args = ["generate", "--model", str(tmp_path / "out_II"), "--image", str(tmp_path / "images" / "0.png"),
-            "--question", "What colour is it?", "--max-new-tokens", "3"]  # fmt: skip
-    assert main(args) == 0
-    assert capsys.readouterr().out.strip() is not None
+    for question in ("What colour is it?", ""):  # "" : <image><learnable>, an empty question span
+        capsys.readouterr()
+        args = ["generate", "--model", str(tmp_path / "out_II"), "--image", str(tmp_path / "images" / "0.png"),
+                "--question", question, "--max-new-tokens", "3"]  # fmt: skip
+        assert main(args) == 0
+        assert capsys.readouterr().out.strip() == _greedy_by_hand(tmp_path / "out_II", tmp_path / "images" / "0.png", question, 3)
+
+
+def _greedy_by_hand(folder, image_path, question, steps):
+    """What `generate` must print, computed without generate: the phi2 prompt built by hand from the template
+    pieces, full forward passes on the growing prompt, argmax, stop at eos, decode."""
+    from paperzoo_flashsloth.data import preprocess_image
+    from paperzoo_shared.data.image_io import read_image
+    from transformers import AutoTokenizer
+
+    model = FlashSlothForConditionalGeneration.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    cfg = model.config
+    system = "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."  # fmt: skip
+    def enc(text):
+        return tok(text, add_special_tokens=False)["input_ids"]
+    ids = enc(system + " USER: ") + [cfg.image_token_id] + enc("\n" + question)
+    ids += [cfg.learnable_token_id] + enc(" ASSISTANT:")
+    pixels = preprocess_image(read_image(image_path, channel_order="rgb"), cfg.vision_config.image_size)[None]
+    new = []
+    for _ in range(steps):
+        x = torch.tensor([ids + new])
+        with torch.no_grad():
+            token = int(model(x, torch.ones_like(x), pixels).logits[0, -1].argmax())
+        new.append(token)
+        if token == tok.eos_token_id:
+            break
+    return tok.decode(new, skip_special_tokens=True).strip()
+
+
+def test_generate_reports_a_missing_model_folder(tmp_path, capsys):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert main(["generate", "--model", str(tmp_path / "no_such_model"), "--image", str(image), "--question", "q"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a local folder" in err and "Traceback" not in err and "hub" not in err.lower()
+
+
+def test_train_rejects_flash_attention_without_the_package(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("flash_attn") is not None:
+        return  # installed: the choice is valid
+    _backbones(tmp_path)
+    args = ["train", "--config", str(_experiment(tmp_path, "I", "plain")), "--attn-implementation", "flash_attention_2"]
+    assert main(args) == 2
+    assert "flash-attn" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("choice", ["eager", "sdpa"])
+def test_train_passes_attn_implementation_to_both_towers(tmp_path, monkeypatch, choice):
+    import paperzoo_flashsloth.train as train_module
+
+    seen = {}
+
+    def fake_train_stage(model, *args, **kwargs):  # record what the Trainer would get
+        seen["vision"] = model.vision_tower.config._attn_implementation
+        seen["text"] = model.language_model.config._attn_implementation
+        seen["layer"] = model.decoder_layers[0].self_attn.config._attn_implementation
+
+    monkeypatch.setattr(train_module, "train_stage", fake_train_stage)
+    _backbones(tmp_path)
+    for stage, init in (("I", ""), ("II", str(tmp_path / "out_I"))):
+        config = _experiment(tmp_path, stage, "plain" if stage == "I" else "phi2", init=init)
+        assert main(["train", "--config", str(config), "--attn-implementation", choice]) == 0
+        assert seen == {"vision": choice, "text": choice, "layer": choice}, stage

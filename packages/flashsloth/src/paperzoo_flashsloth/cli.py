@@ -13,10 +13,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from paperzoo_flashsloth import __version__
+from paperzoo_shared.errors import UserError, add_debug_flag, run_cli
+
+
+def _local_folder(path: str, what: str) -> str:
+    """A local model folder, or a one-line error (``from_pretrained`` would try the hub and fail on the network)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"{what} {path!r} is not a local folder (nothing is downloaded; check the path)")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"{what} {path!r} has no config.json: not a transformers model folder")
+    return path
 
 
 def _resolve(path: str) -> str:
@@ -48,7 +58,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     import torch
     from transformers import PhiForCausalLM, SiglipVisionModel
 
-    from paperzoo_flashsloth.configuration import LEARNABLE_TOKEN, ExperimentConfig, FlashSlothConfig
+    from paperzoo_flashsloth.configuration import (
+        LEARNABLE_TOKEN,
+        ExperimentConfig,
+        FlashSlothConfig,
+        check_attn_implementation,
+    )
     from paperzoo_flashsloth.data import ChatTemplate, FlashSlothCollator, LlavaJsonDataset
     from paperzoo_flashsloth.modeling_flashsloth import FlashSlothForConditionalGeneration
     from paperzoo_flashsloth.train import train_stage
@@ -60,18 +75,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not paths.init_checkpoint and not (paths.phi2 and paths.siglip):
         missing.append("init_checkpoint (or phi2 + siglip)")
     if missing:
-        print(
-            f"error: set paths.{', paths.'.join(missing)} (e.g. --set paths.data_json=/data/llava.json)",
-            file=sys.stderr,
-        )
-        return 2
+        raise UserError(f"set paths.{', paths.'.join(missing)} (e.g. --set paths.data_json=/data/llava.json)")
+    attn = check_attn_implementation(args.attn_implementation or cfg.model.attn_implementation, "--attn-implementation")
     if paths.init_checkpoint:
-        model = FlashSlothForConditionalGeneration.from_pretrained(paths.init_checkpoint)
+        model = FlashSlothForConditionalGeneration.from_pretrained(
+            _local_folder(paths.init_checkpoint, "paths.init_checkpoint"), attn_implementation=attn
+        )
         tokenizer = _tokenizer_with_learnable(paths.init_checkpoint)
     else:  # stage 0: assemble the model from Phi-2 and SigLIP and add the tokens
-        tokenizer = _tokenizer_with_learnable(paths.phi2)
-        text = PhiForCausalLM.from_pretrained(paths.phi2, torch_dtype=torch.float32)
-        vision = SiglipVisionModel.from_pretrained(paths.siglip, torch_dtype=torch.float32)
+        tokenizer = _tokenizer_with_learnable(_local_folder(paths.phi2, "paths.phi2"))
+        text = PhiForCausalLM.from_pretrained(paths.phi2, dtype=torch.float32, attn_implementation=attn)
+        vision = SiglipVisionModel.from_pretrained(
+            _local_folder(paths.siglip, "paths.siglip"), dtype=torch.float32, attn_implementation=attn
+        )
         vision.encoder.layers = vision.encoder.layers[
             : cfg.model.vision.num_layers
         ]  # mm_vision_select_layer -2
@@ -94,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             image_hd=cfg.train.stage == "HD",
             learnable_token_id=tokenizer.convert_tokens_to_ids(LEARNABLE_TOKEN),
         )
+        config._attn_implementation = attn
         model = FlashSlothForConditionalGeneration(config, vision_tower=vision, language_model=text)
     model.config.image_hd = cfg.train.stage == "HD" or model.config.image_hd
     template = (
@@ -123,47 +140,34 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     import torch
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, TextStreamer
 
-    from paperzoo_flashsloth.data import (
-        ChatTemplate,
-        FlashSlothCollator,
-        _as_tensors,
-        hd_views,
-        preprocess_image,
-    )
     from paperzoo_flashsloth.modeling_flashsloth import FlashSlothForConditionalGeneration
+    from paperzoo_flashsloth.processing_flashsloth import FlashSlothProcessor
     from paperzoo_shared.data.image_io import read_image
 
-    model = FlashSlothForConditionalGeneration.from_pretrained(args.model).eval()
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
-    cfg = model.config
-    image = read_image(args.image, channel_order="rgb")
-    size = cfg.vision_config.image_size
-    pixels = (
-        hd_views(image, size, cfg.hd_grid, cfg.vision_config.patch_size)
-        if cfg.image_hd
-        else preprocess_image(image, size)
-    )
-    enc = ChatTemplate.phi2().encode(
-        [(f"<image>\n{args.question}", None)],
-        tokenizer,
-        image_token_id=cfg.image_token_id,
-        learnable_token_id=cfg.learnable_token_id,
-        add_learnable=cfg.num_query_tokens > 0,
-    )
-    batch = FlashSlothCollator(tokenizer.pad_token_id or 0, padding_side="left")([_as_tensors(enc, pixels)])
-    dtype = next(model.parameters()).dtype
+    folder = _local_folder(args.model, "--model")
+    if not Path(args.image).is_file():
+        raise FileNotFoundError(f"--image {args.image!r} is not a file")
+    model = FlashSlothForConditionalGeneration.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    processor = FlashSlothProcessor.from_model(model, tokenizer)
+    inputs = processor(images=[read_image(args.image, channel_order="rgb")], text=[args.question])
+    inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    sampling = {"do_sample": True, "temperature": args.temperature} if args.temperature > 0 else {"do_sample": False}
+    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if args.stream else None
     with torch.no_grad():
         out = model.generate(
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch["pixel_values"].to(dtype),
-            batch["question_spans"],
+            **inputs,
             max_new_tokens=args.max_new_tokens,
             eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            streamer=streamer,
+            **sampling,
         )
-    print(tokenizer.decode(out[0], skip_special_tokens=True).strip())
+    if streamer is None:
+        new = out[0, inputs["input_ids"].shape[1] :]
+        print(tokenizer.decode(new, skip_special_tokens=True).strip())
     return 0
 
 
@@ -175,9 +179,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     dtype = getattr(torch, args.dtype) if args.dtype else None
     try:
         config = convert_checkpoint(args.src, args.dst, dtype=dtype)
-    except (CheckpointLayoutError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except CheckpointLayoutError as error:
+        raise UserError(str(error)) from error
     print(
         f"converted {args.src} -> {args.dst} (image_hd={config.image_hd}, {config.vision_tokens_per_query_block} tokens)"
     )
@@ -203,12 +206,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="paperzoo-flashsloth", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"paperzoo-flashsloth {__version__}")
+    add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = sub.add_parser("train", help="train one stage (I, II, HD) with transformers' Trainer")
     train.add_argument("--config", required=True, help="experiment YAML, e.g. configs/full_stage2.yaml")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--attn-implementation",
+        choices=["sdpa", "eager", "flash_attention_2"],
+        default=None,
+        help="attention of the ViT and the LLM (default: the config's model.attn_implementation; the paper trains "
+        "with flash_attention_2, which needs the flash-attn package)",
+    )
     train.set_defaults(func=cmd_train)
 
     gen = sub.add_parser("generate", help="answer a question about an image")
@@ -216,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", required=True)
     gen.add_argument("--question", required=True)
     gen.add_argument("--max-new-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy; > 0: sampling at this temperature")
+    gen.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     gen.set_defaults(func=cmd_generate)
 
     conv = sub.add_parser("convert", help="convert a released FlashSloth checkpoint folder to this layout")
@@ -230,9 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("paperzoo-flashsloth", _main, argv)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,9 @@ def phi2_config(vocab_size: int = 51200) -> PhiConfig:
         partial_rotary_factor=0.4,
         rope_theta=10000.0,
         tie_word_embeddings=False,
+        resid_pdrop=0.1,  # microsoft/phi-2 config.json (embd_pdrop and attention_dropout are 0.0)
+        embd_pdrop=0.0,
+        attention_dropout=0.0,
         bos_token_id=50256,
         eos_token_id=50256,
     )
@@ -87,9 +90,13 @@ class FlashSlothConfig(PreTrainedConfig):
         image_hd: HD mode: every image is a global view plus ``hd_grid**2`` crops (Sec. 3.4).
         hd_grid: crops per side in HD mode (2 -> 4 crops of 384 px from a 768 px canvas).
         initializer_range: std of the normal init of the embedded query module (Phi's init, as released).
+        released_hd_tower_frozen: run the vision tower under ``torch.no_grad()`` as the released code does (its
+            tower ``forward`` is decorated with it), so no stage, HD included, ever updates the tower. False (the
+            default) follows the paper: the HD stage trains the tower.
     """
 
     model_type = "flashsloth"
+    sub_configs = {"vision_config": SiglipVisionConfig, "text_config": PhiConfig}
 
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
@@ -108,6 +115,7 @@ class FlashSlothConfig(PreTrainedConfig):
     image_hd: bool = False
     hd_grid: int = 2
     initializer_range: float = 0.02
+    released_hd_tower_frozen: bool = False
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
@@ -287,7 +295,8 @@ class ModelSpec:
         embq_num_heads: heads of the module.
         query_anchor_token_id: token whose embedding is added to the queries (764 in Phi-2's vocabulary);
             used when the model is assembled from Phi-2 and SigLIP folders (stage 0).
-        attn_implementation: ``sdpa`` or ``eager`` for the ViT and the LLM.
+        attn_implementation: ``sdpa``, ``eager`` or ``flash_attention_2`` (the paper's choice; needs the
+            ``flash-attn`` package and a CUDA GPU) for the ViT and the LLM.
     """
 
     vision: VisionSpec = field(default_factory=VisionSpec)
@@ -299,9 +308,10 @@ class ModelSpec:
     embq_down_dim: int = 576
     embq_num_heads: int = 32
     query_anchor_token_id: int | None = OFFICIAL_QUERY_ANCHOR_TOKEN_ID
-    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
 
     def __post_init__(self) -> None:
+        check_attn_implementation(self.attn_implementation, "model.attn_implementation")
         if not 0 <= self.embq_layer < self.text.num_layers:
             raise ValueError(f"model.embq_layer {self.embq_layer} must be in 0..{self.text.num_layers - 1}")
         if (self.vision.image_size // self.vision.patch_size) % self.pool_size:
@@ -309,6 +319,23 @@ class ModelSpec:
                 f"model.pool_size {self.pool_size} must divide the {self.vision.image_size // self.vision.patch_size}"
                 " patches per side"
             )
+
+
+ATTN_IMPLEMENTATIONS = ("sdpa", "eager", "flash_attention_2")
+
+
+def check_attn_implementation(name: str, where: str = "attn_implementation") -> str:
+    """Raises ``ValueError`` for an unknown attention implementation, or flash-attention-2 without ``flash_attn``."""
+    import importlib.util
+
+    if name not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"{where} must be one of {ATTN_IMPLEMENTATIONS}, got {name!r}")
+    if name == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ValueError(
+            f"{where}=flash_attention_2 needs the flash-attn package (pip install flash-attn --no-build-isolation, "
+            "CUDA only); use sdpa otherwise"
+        )
+    return name
 
 
 def variant_overrides(variant: str) -> dict[str, Any]:
@@ -395,6 +422,7 @@ def build_model_config(
     }
     fields.update(variant_overrides(variant))
     config = FlashSlothConfig(vision_config=vision, text_config=text, **fields)
+    config._attn_implementation = spec.attn_implementation  # reaches both sub-configs (sub_configs)
     config.vision_config._attn_implementation = spec.attn_implementation
     config.text_config._attn_implementation = spec.attn_implementation
     return config

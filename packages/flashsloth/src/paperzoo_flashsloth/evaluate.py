@@ -42,16 +42,14 @@ def evaluate_accuracy(
     for start in range(0, len(dataset), batch_size):
         idx = range(start, min(start + batch_size, len(dataset)))
         batch = collate([dataset[i] for i in idx])
-        out = model.generate(
-            batch["input_ids"],
-            batch["attention_mask"],
-            batch.get("pixel_values"),
-            batch["question_spans"],
-            max_new_tokens=max_new_tokens,
-            image_features=batch.get("image_features"),
-        )
+        inputs = {
+            k: batch[k]
+            for k in ("input_ids", "attention_mask", "pixel_values", "question_spans", "image_features")
+            if k in batch
+        }
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
         answers = torch.tensor([dataset.answers[i] for i in idx])
-        correct += (out[:, 0].cpu() == answers).tolist()
+        correct += (out[:, batch["input_ids"].shape[1]].cpu() == answers).tolist()
     per_type: dict[str, list[bool]] = defaultdict(list)
     for ok, qtype in zip(correct, dataset.qtypes):
         per_type[qtype].append(ok)

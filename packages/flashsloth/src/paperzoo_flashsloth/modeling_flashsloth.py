@@ -13,20 +13,41 @@ Pipeline of one image and one question (FlashSloth, CVPR 2025, Sec. 3; Fig. 2)::
 HD mode (Sec. 3.4): every image is a global 384 view plus 4 crops of a 768 canvas: 5 x 81 = 405 visual tokens
 (+ 9 queries = 414), and the embedded query module sees 5 x 729 = 3645 raw features.
 
-Decoding reuses the KV cache: the query states were refined once, in the prefill pass.
+Decoding reuses the KV cache: the query states were refined once, in the prefill pass. Generation is transformers'
+``GenerationMixin.generate`` (greedy, sampling, beams, streamers): the prefill forward assembles the sequence and
+returns its attention mask and positions, which :meth:`_update_model_kwargs_for_generation` carries into the
+decoding steps (the prompt's ids hold one placeholder per image, the cache the assembled sequence).
+
+The embedded query module is not a stateful hook: its inputs (:class:`_EmbQContext`) travel as a keyword argument
+through ``PhiForCausalLM -> PhiModel -> decoder layer`` (transformers passes extra keyword arguments down), and a
+stateless forward pre-hook on every decoder layer pops it; the layer ``embq_layer`` applies it to its input. Nothing
+outlives the call, and under gradient checkpointing (which wraps the layer's ``forward``, inside the hook) the
+recomputation reuses the refined input.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import inspect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from transformers import DynamicCache, PhiForCausalLM, PreTrainedModel, SiglipVisionModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageTextToText,
+    DynamicCache,
+    GenerationMixin,
+    PhiForCausalLM,
+    PreTrainedModel,
+    SiglipVisionModel,
+)
 from transformers.activations import ACT2FN
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from paperzoo_flashsloth.configuration import IGNORE_INDEX, FlashSlothConfig
 
@@ -34,6 +55,7 @@ from paperzoo_flashsloth.configuration import IGNORE_INDEX, FlashSlothConfig
 _CACHE_KWARG = (
     "cache" if "cache" in inspect.signature(PhiForCausalLM.forward).parameters else "past_key_values"
 )
+_CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -238,8 +260,36 @@ class AssembledBatch:
 
 @dataclass
 class _EmbQContext:
+    """What the embedded query module needs at the input of decoder layer ``layer`` (one forward call)."""
+
     layout: QueryLayout
     raw_features: torch.Tensor  # [num_images, K, V]
+    layer: int = -1
+    apply: Callable[[torch.Tensor, QueryLayout, torch.Tensor], torch.Tensor] | None = None
+
+
+EMBQ_KWARG = "flashsloth_embedded_query"
+
+
+def _embedded_query_pre_hook(layer_index: int, module: nn.Module, args: tuple, kwargs: dict):
+    """Forward pre-hook of every decoder layer: pops the context (so attention never sees it) and, at the configured
+    layer, replaces the layer's input hidden states by the refined ones."""
+    ctx = kwargs.pop(EMBQ_KWARG, None)
+    if ctx is None or ctx.layer != layer_index:
+        return args, kwargs
+    if args:
+        return (ctx.apply(args[0], ctx.layout, ctx.raw_features), *args[1:]), kwargs
+    kwargs["hidden_states"] = ctx.apply(kwargs["hidden_states"], ctx.layout, ctx.raw_features)
+    return args, kwargs
+
+
+@dataclass
+class FlashSlothCausalLMOutputWithPast(CausalLMOutputWithPast):
+    """transformers' causal-LM output plus, for a prefill (placeholder) forward, the assembled sequence's
+    ``attention_mask`` and ``position_ids`` (``None`` for a decoding step)."""
+
+    attention_mask: torch.Tensor | None = None
+    position_ids: torch.Tensor | None = None
 
 
 def default_question_spans(
@@ -268,6 +318,7 @@ class FlashSlothPreTrainedModel(PreTrainedModel):
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _supports_flash_attn = True
     _no_split_modules = ["PhiDecoderLayer", "SiglipEncoderLayer"]
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -287,7 +338,7 @@ class FlashSlothPreTrainedModel(PreTrainedModel):
             nn.init.kaiming_uniform_(module.query_tokens, a=math.sqrt(5))
 
 
-class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel):
+class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel, GenerationMixin):
     """SigLIP + pooling + projector + query tokens + embedded query module + Phi.
 
     ``input_ids`` hold one ``config.image_token_id`` per image (replaced by its visual tokens) and one
@@ -331,8 +382,8 @@ class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel):
         else:
             self.embedded_query = None
         self.language_model = language_model if language_model is not None else PhiForCausalLM(text_cfg)
-        self._embq_context: _EmbQContext | None = None
-        self._embq_handle = None
+        for index, layer in enumerate(self.decoder_layers):
+            layer.register_forward_pre_hook(functools.partial(_embedded_query_pre_hook, index), with_kwargs=True)
         self.post_init()
 
     # ---- plumbing shared with transformers -------------------------------------------------------------
@@ -376,7 +427,11 @@ class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel):
         if flat.shape[-2:] != (size, size):
             raise ValueError(f"images must be {size}x{size} pixels, got {tuple(flat.shape[-2:])}")
         dtype = self.vision_tower.get_input_embeddings().weight.dtype
-        raw = self.vision_tower(pixel_values=flat.to(dtype)).last_hidden_state  # [N*views, 729, V]
+        # The released tower's forward is decorated with @torch.no_grad() (clip_encoder.py), so even the HD stage,
+        # which the paper says trains the tower, never sends it a gradient; `released_hd_tower_frozen` keeps that.
+        frozen = torch.no_grad() if cfg.released_hd_tower_frozen else contextlib.nullcontext()
+        with frozen:
+            raw = self.vision_tower(pixel_values=flat.to(dtype)).last_hidden_state  # [N*views, 729, V]
         return raw.reshape(num_images, views * raw.shape[1], raw.shape[-1])
 
     def compress(self, raw: torch.Tensor) -> torch.Tensor:
@@ -617,48 +672,14 @@ class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel):
         refined = self.embedded_query(queries, text, layout.text_mask, image, image_mask)
         return hidden.index_put((rows.expand_as(q_pos), q_pos), refined.to(hidden.dtype))
 
-    def _embq_hook(self, module: nn.Module, args: tuple, kwargs: dict):
-        ctx = self._embq_context
-        if ctx is None:
-            return None
-        hidden = args[0] if args else kwargs["hidden_states"]
-        new_hidden = self.apply_embedded_query(hidden, ctx.layout, ctx.raw_features)
-        if args:
-            return (new_hidden, *args[1:]), kwargs
-        kwargs["hidden_states"] = new_hidden
-        return args, kwargs
-
-    # ---- forward ----------------------------------------------------------------------------------------
-
-    def _run_language_model(self, assembled_or_embeds, *, embq: _EmbQContext | None, **kwargs):
+    def _run_language_model(self, inputs_embeds: torch.Tensor, *, embq: _EmbQContext | None, **kwargs):
+        """The Phi decoder on assembled embeddings; ``embq`` (prefill only) reaches the decoder layers' pre-hooks."""
         if "cache" in kwargs:
             kwargs[_CACHE_KWARG] = kwargs.pop("cache")
-        if self._embq_handle is not None:  # left by the previous training step (see below)
-            self._embq_handle.remove()
-            self._embq_handle, self._embq_context = None, None
-        handle = None
-        # With activation checkpointing, transformers versions that checkpoint the layer's __call__ (hooks included)
-        # rerun the hook during the backward recomputation, so hook and context must outlive this forward; they are
-        # removed at the next call instead.
-        persistent = (
-            embq is not None
-            and self.training
-            and torch.is_grad_enabled()
-            and any(getattr(layer, "gradient_checkpointing", False) for layer in self.decoder_layers)
-        )
         if embq is not None and self.embedded_query is not None:
-            layer = self.decoder_layers[self.config.embq_layer]
-            handle = layer.register_forward_pre_hook(self._embq_hook, with_kwargs=True)
-            self._embq_context = embq
-        try:
-            return self.language_model(inputs_embeds=assembled_or_embeds, **kwargs)
-        finally:
-            if persistent and handle is not None:
-                self._embq_handle = handle
-            else:
-                self._embq_context = None
-                if handle is not None:
-                    handle.remove()
+            embq.layer, embq.apply = self.config.embq_layer, self.apply_embedded_query
+            kwargs[EMBQ_KWARG] = embq
+        return self.language_model(inputs_embeds=inputs_embeds, **kwargs)
 
     def prepare_multimodal(
         self,
@@ -707,106 +728,92 @@ class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         question_spans: torch.Tensor | None = None,
-        use_cache: bool = False,
+        position_ids: torch.Tensor | None = None,
+        cache=None,
+        use_cache: bool | None = None,
         logits_to_keep: int = 0,
         image_features: torch.Tensor | None = None,
+        padding_side: str | None = None,
         **kwargs,
-    ):
-        """Training and prefill forward (placeholders in ``input_ids``); returns transformers'
-        ``CausalLMOutputWithPast`` of the Phi decoder over the assembled sequence (its ``labels`` too).
-        ``image_features``: precomputed tower outputs instead of ``pixel_values``."""
+    ) -> FlashSlothCausalLMOutputWithPast:
+        """Training / prefill forward (placeholders in ``input_ids``) or, with a non-empty ``cache``, one decoding
+        step (``input_ids`` = the new tokens, ``attention_mask`` / ``position_ids`` of the assembled sequence, as
+        ``generate`` passes them). Returns transformers' causal-LM output over the assembled sequence, with its
+        ``attention_mask`` and ``position_ids`` at prefill. ``image_features``: precomputed tower outputs instead of
+        ``pixel_values``. ``padding_side``: where the assembled sequence is padded (default: ``left`` when a cache is
+        used, so the last position of every row is its last token; ``right`` for training)."""
+        if cache is None:
+            cache = kwargs.pop("past_key_values", None)
+        if cache is not None and cache.get_seq_length() > 0:  # decoding: the query module ran at prefill
+            embeds = self.get_input_embeddings()(input_ids)
+            out = self._run_language_model(
+                embeds, embq=None, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
+                use_cache=True if use_cache is None else use_cache, logits_to_keep=logits_to_keep, labels=labels,
+                **kwargs,
+            )  # fmt: skip
+            return FlashSlothCausalLMOutputWithPast(
+                loss=out.loss, logits=out.logits, hidden_states=out.hidden_states, attentions=out.attentions,
+                **{_CACHE_FIELD: _out_cache(out)},
+            )  # fmt: skip
+        if padding_side is None:
+            padding_side = "left" if (cache is not None or use_cache) else "right"
         assembled, ctx = self.prepare_multimodal(
-            input_ids, attention_mask, pixel_values, labels, question_spans, image_features=image_features
-        )
-        return self._run_language_model(
+            input_ids, attention_mask, pixel_values, labels, question_spans, padding_side=padding_side,
+            image_features=image_features,
+        )  # fmt: skip
+        if cache is not None:
+            kwargs["cache"] = cache
+        out = self._run_language_model(
             assembled.inputs_embeds,
             embq=ctx,
             attention_mask=assembled.attention_mask,
             position_ids=assembled.position_ids,
             labels=assembled.labels,
-            use_cache=use_cache,
+            use_cache=bool(use_cache),
             logits_to_keep=logits_to_keep,
             **kwargs,
         )
+        return FlashSlothCausalLMOutputWithPast(
+            loss=out.loss, logits=out.logits, hidden_states=out.hidden_states, attentions=out.attentions,
+            attention_mask=assembled.attention_mask, position_ids=assembled.position_ids,
+            **{_CACHE_FIELD: _out_cache(out)},
+        )  # fmt: skip
 
-    # ---- generation ---------------------------------------------------------------------------------------
+    # ---- generation (transformers' GenerationMixin) ---------------------------------------------------------
 
     def new_cache(self) -> DynamicCache:
-        try:
-            return DynamicCache(config=self.language_model.config)
-        except TypeError:  # older transformers
-            return DynamicCache()
+        return DynamicCache(config=self.language_model.config)
 
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        question_spans: torch.Tensor | None = None,
-        *,
-        max_new_tokens: int = 32,
-        eos_token_id: int | None = None,
-        pad_token_id: int = 0,
-        use_cache: bool = True,
-        return_logits: bool = False,
-        image_features: torch.Tensor | None = None,
-    ):
-        """Greedy decoding. With ``use_cache`` the prefill fills a KV cache and each step feeds one token; without
-        it every step recomputes the whole sequence (the embedded query module runs again on the same prefix, so
-        both give the same tokens). Batches are left-padded internally. Returns ``[B, <=max_new_tokens]`` ids
-        (``pad_token_id`` after ``eos_token_id``), and the per-step logits when ``return_logits``."""
-        assembled, ctx = self.prepare_multimodal(
-            input_ids,
-            attention_mask,
-            pixel_values,
-            question_spans=question_spans,
-            padding_side="left",
-            image_features=image_features,
+    def prepare_inputs_for_generation(self, input_ids, *args, **kwargs):
+        inputs = super().prepare_inputs_for_generation(input_ids, *args, **kwargs)
+        inputs["padding_side"] = "left"  # every row's last position must be its last token
+        return inputs
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
+        """After the prefill, the cache holds the *assembled* sequence (visual and query tokens in place of the
+        placeholders): decoding steps continue its attention mask and positions, not the prompt's."""
+        assembled_mask = outputs.get("attention_mask")
+        assembled_positions = outputs.get("position_ids")
+        model_kwargs = super()._update_model_kwargs_for_generation(
+            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
         )
-        embeds, mask, positions = assembled.inputs_embeds, assembled.attention_mask, assembled.position_ids
-        batch = embeds.shape[0]
-        done = torch.zeros(batch, dtype=torch.bool, device=embeds.device)
-        tokens, all_logits = [], []
-        cache = self.new_cache() if use_cache else None
-        step_embeds, step_pos = embeds, positions
-        for step in range(max_new_tokens):
-            if use_cache:
-                out = self._run_language_model(
-                    step_embeds,
-                    embq=ctx if step == 0 else None,
-                    attention_mask=mask,
-                    position_ids=step_pos,
-                    cache=cache,
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-            else:
-                out = self._run_language_model(
-                    embeds,
-                    embq=ctx,
-                    attention_mask=mask,
-                    position_ids=positions,
-                    use_cache=False,
-                    logits_to_keep=1,
-                )
-            logits = out.logits[:, -1].float()
-            all_logits.append(logits)
-            next_token = logits.argmax(dim=-1)
-            next_token = torch.where(done, torch.full_like(next_token, pad_token_id), next_token)
-            tokens.append(next_token)
-            if eos_token_id is not None:
-                done = done | (next_token == eos_token_id)
-            if bool(done.all()) or step == max_new_tokens - 1:
-                break
-            new_embed = self.get_input_embeddings()(next_token)[:, None].to(embeds.dtype)
-            new_pos = positions[:, -1:] + 1
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            step_embeds, step_pos = new_embed, new_pos
-            if not use_cache:
-                embeds = torch.cat([embeds, new_embed], dim=1)
-            positions = torch.cat([positions, new_pos], dim=1)
-        out_ids = torch.stack(tokens, dim=1)
-        if return_logits:
-            return out_ids, torch.stack(all_logits, dim=1)
-        return out_ids
+        cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
+        if assembled_mask is not None and cache is not None:
+            new = torch.arange(1, num_new_tokens + 1, device=assembled_positions.device)[None]
+            model_kwargs["attention_mask"] = torch.cat(
+                [assembled_mask, assembled_mask.new_ones(assembled_mask.shape[0], num_new_tokens)], dim=-1
+            )
+            model_kwargs["position_ids"] = torch.cat([assembled_positions, assembled_positions[:, -1:] + new], dim=-1)
+        return model_kwargs
+
+
+def _out_cache(out):
+    """The cache of a transformers output (``cache`` from 5.2x on, ``past_key_values`` before)."""
+    return getattr(out, _CACHE_FIELD, None)
+
+
+# Auto classes: AutoConfig / AutoModel / AutoModelForImageTextToText resolve model_type "flashsloth" once this module
+# is imported (``import paperzoo_flashsloth`` exposes it lazily).
+AutoConfig.register(FlashSlothConfig.model_type, FlashSlothConfig, exist_ok=True)
+AutoModel.register(FlashSlothConfig, FlashSlothForConditionalGeneration, exist_ok=True)
+AutoModelForImageTextToText.register(FlashSlothConfig, FlashSlothForConditionalGeneration, exist_ok=True)
