@@ -7,7 +7,6 @@ import asyncio
 import time
 
 import pytest
-
 from paperzoo_cantor.backends import (
     CallableBackend,
     OpenAIBackend,
@@ -76,7 +75,9 @@ def test_openai_backend_against_the_scripted_server(scripted_server):
     assert scripted_server.requests == 1
 
 
-@pytest.mark.parametrize(("tag", "kind"), [("[refuse]", "refusal"), ("[malformed]", "malformed"), ("[http500]", "error")])
+@pytest.mark.parametrize(
+    ("tag", "kind"), [("[refuse]", "refusal"), ("[malformed]", "malformed"), ("[http500]", "error")]
+)
 def test_failures_are_classified(scripted_server, tag, kind):
     backend = ResilientBackend(_openai(scripted_server), retries=2, backoff=0.01)
     with pytest.raises(CallFailed) as caught:

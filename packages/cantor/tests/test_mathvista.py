@@ -8,8 +8,8 @@ import hashlib
 import json
 
 import pytest
-
 from paperzoo_cantor.benchmarks import mathvista
+
 from paperzoo_shared.data import DataError
 
 # sha256 of demo_prompt in evaluation/prompts/ext_ans.py at lupantech/MathVista 53d5258 (the official file)
@@ -21,10 +21,24 @@ DEMO_PROMPT_SHA256 = "a231722ced09cbd1f3fd16630ab58bf487f12e2f46ea0b26d1f2f6b5c5
     [
         ("(B) 5", ["3", "5", "7"], "multi_choice", "text", None, "5"),
         ("B", ["3", "5", "7"], "multi_choice", "text", None, "5"),
-        ("(b)", ["3", "5", "7"], "multi_choice", "text", None, "5"),  # the letter in parentheses is upper-cased
+        (
+            "(b)",
+            ["3", "5", "7"],
+            "multi_choice",
+            "text",
+            None,
+            "5",
+        ),  # the letter in parentheses is upper-cased
         ("b", ["3", "5", "7"], "multi_choice", "text", None, "3"),  # a bare lower-case letter is not: nearest
         ("seven", ["six", "seven"], "multi_choice", "text", None, "seven"),
-        ("D", ["six", "seven"], "multi_choice", "text", None, "six"),  # out of range: nearest by edit distance
+        (
+            "D",
+            ["six", "seven"],
+            "multi_choice",
+            "text",
+            None,
+            "six",
+        ),  # out of range: nearest by edit distance
         (" 145° ", ["135°", "140°", "145°"], "multi_choice", "text", None, "145°"),
         ("4.0", None, "free_form", "integer", None, "4"),
         ("4.9", None, "free_form", "integer", None, "4"),  # int() truncates
@@ -86,13 +100,28 @@ def test_llm_extraction_is_mocked_and_its_failure_gives_empty():
 def test_extraction_prompt_is_the_official_one():
     demo = mathvista.extraction_demo_prompt()
     assert hashlib.sha256(demo.encode()).hexdigest() == DEMO_PROMPT_SHA256
-    assert mathvista.extraction_prompt("QUERY", "RESP") == f"{demo.strip()}\n\nQUERY\n\nRESP\n\nExtracted answer: "
+    assert (
+        mathvista.extraction_prompt("QUERY", "RESP")
+        == f"{demo.strip()}\n\nQUERY\n\nRESP\n\nExtracted answer: "
+    )
 
 
 PROBLEMS = [
     {"pid": "1", "metadata": {"task": "figure question answering", "skills": ["statistical reasoning"]}},
-    {"pid": "2", "metadata": {"task": "figure question answering", "skills": ["statistical reasoning", "arithmetic reasoning"]}},
-    {"pid": "3", "metadata": {"task": "geometry problem solving", "skills": ["geometry reasoning", "algebraic reasoning"]}},
+    {
+        "pid": "2",
+        "metadata": {
+            "task": "figure question answering",
+            "skills": ["statistical reasoning", "arithmetic reasoning"],
+        },
+    },
+    {
+        "pid": "3",
+        "metadata": {
+            "task": "geometry problem solving",
+            "skills": ["geometry reasoning", "algebraic reasoning"],
+        },
+    },
     {"pid": "4", "metadata": {"task": "math word problem", "skills": ["arithmetic reasoning"]}},
     {"pid": "5", "metadata": {"task": "visual question answering", "skills": ["logical reasoning"]}},
 ]
@@ -104,7 +133,9 @@ def test_table3_columns_by_hand():
     assert list(scores) == list(mathvista.COLUMNS)
     # FQA 1/2, GPS 1/1, MWP 1/1; STA (1,2) 1/2, ARI (2,4) 1/2, GEO 1/1, ALG 1/1; ALL 3/4
     assert scores["FQA"] == 50.0 and scores["GPS"] == 100.0 and scores["MWP"] == 100.0
-    assert scores["STA"] == 50.0 and scores["ARI"] == 50.0 and scores["GEO"] == 100.0 and scores["ALG"] == 100.0
+    assert (
+        scores["STA"] == 50.0 and scores["ARI"] == 50.0 and scores["GEO"] == 100.0 and scores["ALG"] == 100.0
+    )
     assert scores["ALL"] == 75.0
     assert scores["TQA"] == -1.0 and scores["VQA"] == -1.0 and scores["LOG"] == -1.0
 

@@ -7,7 +7,6 @@ import hashlib
 
 import pytest
 import released_example as released
-
 from paperzoo_cantor.backends import ScriptedBackend
 from paperzoo_cantor.modeling_cantor import (
     CallFailed,
@@ -35,9 +34,7 @@ def test_released_summary_reproduces_supplementary_information_byte_for_byte():
     assert got == released.SUPPLEMENTARY_INFORMATION
 
 
-KEYWORD_DECISION = (
-    "VisionIQ Analyst: Note the colour of the car\nTextIntel Extractor: N/A\nObjectQuant Locator: cars, people"
-)
+KEYWORD_DECISION = "VisionIQ Analyst: Note the colour of the car\nTextIntel Extractor: N/A\nObjectQuant Locator: cars, people"
 
 
 def test_official_filter_drops_note_because_it_contains_no():
@@ -69,7 +66,11 @@ def test_fixed_filter_keeps_note():
             False,
             False,
         ),
-        ("ChartSense Expert: [Extract chart data or specify any questions about the chart, if required.]", True, False),
+        (
+            "ChartSense Expert: [Extract chart data or specify any questions about the chart, if required.]",
+            True,
+            False,
+        ),
         ("TextIntel Extractor: Read the title", True, True),
         ("TextIntel Extractor: ", True, False),  # an empty task line
     ],
@@ -119,7 +120,8 @@ def test_prompt_goldens():
         + "\nPlease refer to the prompts and examples above to help me solve the following problem:\nQuestion: Q?\n"
     )
     assert prompts.synthesis_call("Q?", "S") == (
-        prompts.synthesis_prompt + "\nPlease answer the following case:\n Question:Q?\nSupplementary information:S"
+        prompts.synthesis_prompt
+        + "\nPlease answer the following case:\n Question:Q?\nSupplementary information:S"
     )
 
 
@@ -157,7 +159,9 @@ def test_sequential_experts_and_image_switches():
 
 def test_a_failed_call_stands_as_a_space_and_the_pipeline_goes_on():
     prompts = load_prompts()
-    decision = "Answer:\n1. r\n\nModules' tasks:\n1. TextIntel Extractor: Read it.\n2. ObjectQuant Locator: dogs\n"
+    decision = (
+        "Answer:\n1. r\n\nModules' tasks:\n1. TextIntel Extractor: Read it.\n2. ObjectQuant Locator: dogs\n"
+    )
 
     async def generate(prompt, image):
         if prompt == prompts.decision_call("q"):
@@ -174,7 +178,12 @@ def test_a_failed_call_stands_as_a_space_and_the_pipeline_goes_on():
         "1. r\nModules' tasks:\nTextIntel Extractor: Read it. Answer: \nObjectQuant Locator: dogs Answer: two dogs\n"
     )
     assert trace.response == " "
-    assert [s.error for s in trace.steps] == [None, "timeout: no response within 1 s", None, "refusal: blocked"]
+    assert [s.error for s in trace.steps] == [
+        None,
+        "timeout: no response within 1 s",
+        None,
+        "refusal: blocked",
+    ]
 
 
 @pytest.mark.parametrize(

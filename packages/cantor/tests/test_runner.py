@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from paperzoo_cantor.configuration import BackendConfig, EvalConfig
 from paperzoo_cantor.evaluate import RECORDS, read_records, run_eval
 from paperzoo_cantor.fixtures import write_mathvista, write_scienceqa
@@ -23,7 +22,9 @@ FAILURES = {1: "[timeout]", 2: "[refuse]", 3: "[malformed]", 5: "[http500]"}
 
 
 def _cfg(root, base_url, timeout=0.5, **kwargs):
-    backend = BackendConfig(kind="openai", model="scripted-vlm", base_url=base_url, timeout=timeout, retries=1, backoff=0.01)
+    backend = BackendConfig(
+        kind="openai", model="scripted-vlm", base_url=base_url, timeout=timeout, retries=1, backoff=0.01
+    )
     return EvalConfig(benchmark="scienceqa", data_root=str(root), backend=backend, **kwargs)
 
 
@@ -40,7 +41,9 @@ def test_failures_are_recorded_per_problem_and_the_run_goes_on(tmp_path):
     assert summary["status"] == {"ok": 4, "timeout": 1, "refusal": 1, "malformed": 1, "error": 1}
     refused = records["1002"]
     assert refused["errors"][0].startswith("decision: refusal")
-    assert refused["trace"]["decision"] == " \n"  # the release's " " for a failed call (+ split_task's newline)
+    assert (
+        refused["trace"]["decision"] == " \n"
+    )  # the release's " " for a failed call (+ split_task's newline)
     assert summary["run"]["failed_calls"]["timeout"] >= 1
     # every problem is scored (a failed one through the seeded random fallback)
     assert summary["scores"]["option_match"]["Avg"] >= 0
@@ -82,7 +85,9 @@ def test_a_killed_run_resumes_with_no_lost_problem(tmp_path):
     n = 10
     root = write_scienceqa(tmp_path / "sqa", n=n)
     with ScriptedServer(latency=0.1) as fresh:
-        run_eval(_cfg(root, fresh.base_url, item_concurrency=1, timeout=10), tmp_path / "fresh", progress=False)
+        run_eval(
+            _cfg(root, fresh.base_url, item_concurrency=1, timeout=10), tmp_path / "fresh", progress=False
+        )
         full_cost = fresh.requests
     out = tmp_path / "run"
     with ScriptedServer(latency=0.1) as server:
@@ -113,4 +118,6 @@ def test_a_killed_run_resumes_with_no_lost_problem(tmp_path):
     assert full_cost <= paid_total <= full_cost + 1
     # the resumed records equal a fresh run's (deterministic model, same prompts)
     fresh_records = read_records(tmp_path / "fresh" / RECORDS)
-    assert {p: r["response"] for p, r in records.items()} == {p: r["response"] for p, r in fresh_records.items()}
+    assert {p: r["response"] for p, r in records.items()} == {
+        p: r["response"] for p, r in fresh_records.items()
+    }

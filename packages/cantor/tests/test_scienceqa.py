@@ -7,9 +7,9 @@ import json
 import random
 
 import pytest
-
 from paperzoo_cantor.benchmarks import scienceqa
 from paperzoo_cantor.evaluate import option_index, scienceqa_verdict
+
 from paperzoo_shared.data import DataError
 
 # pid: (subject, hint, image, grade, answer, prediction)
@@ -29,8 +29,16 @@ TABLE = {
 
 def _problems(split="test"):
     return {
-        pid: {"question": f"q{pid}", "choices": ["a", "b", "c", "d"], "answer": ans, "hint": hint, "image": image,
-              "subject": subject, "grade": grade, "split": split}  # fmt: skip
+        pid: {
+            "question": f"q{pid}",
+            "choices": ["a", "b", "c", "d"],
+            "answer": ans,
+            "hint": hint,
+            "image": image,
+            "subject": subject,
+            "grade": grade,
+            "split": split,
+        }  # fmt: skip
         for pid, (subject, hint, image, grade, ans, _) in TABLE.items()
     }
 

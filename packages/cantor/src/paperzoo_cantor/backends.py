@@ -190,7 +190,9 @@ class OpenAIBackend:
         self.name = f"openai:{model}"  # the cache key: the same model behind another URL (or port) is a hit
         self.settings = {"temperature": temperature, "max_tokens": max_tokens, "system": system_prompt,
                          "extra_body": self.extra_body}  # fmt: skip
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key=key or NO_KEY, timeout=timeout, max_retries=0)
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=key or NO_KEY, timeout=timeout, max_retries=0
+        )
 
     def messages(self, prompt: str, image: bytes | None) -> list[dict[str, Any]]:
         """One user turn: the text (as in the release, prompt then image) and the image as a data URL."""
@@ -218,13 +220,18 @@ class OpenAIBackend:
         except openai.APIResponseValidationError as error:
             raise CallFailed("malformed", f"response failed validation: {error}") from error
         except openai.APIStatusError as error:
-            kind = "transient" if error.status_code in (408, 409, 429) or error.status_code >= 500 else "error"
+            kind = (
+                "transient" if error.status_code in (408, 409, 429) or error.status_code >= 500 else "error"
+            )
             raise CallFailed(kind, f"HTTP {error.status_code}: {error.message}") from error
         except openai.APIConnectionError as error:
             raise CallFailed("transient", f"connection failed: {error}") from error
         except (json.JSONDecodeError, ValueError, TypeError, AttributeError) as error:
             raise CallFailed("malformed", f"unreadable response: {error}") from error
         return self.text_of(completion)
+
+    async def aclose(self) -> None:
+        await self._client.close()
 
     @staticmethod
     def text_of(completion: Any) -> str:
@@ -331,8 +338,12 @@ class ResponseCache:
     @staticmethod
     def key(model: str, prompt: str, image: bytes | None, settings: Mapping[str, Any] | None = None) -> str:
         payload = json.dumps(
-            {"model": model, "prompt": sha256(prompt), "image": sha256(image) if image is not None else None,
-             "settings": dict(settings or {})},  # fmt: skip
+            {
+                "model": model,
+                "prompt": sha256(prompt),
+                "image": sha256(image) if image is not None else None,
+                "settings": dict(settings or {}),
+            },  # fmt: skip
             sort_keys=True,
         )
         return sha256(payload)
@@ -431,6 +442,11 @@ class ResilientBackend:
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self._concurrency)
         return self._semaphore
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
 
     def cache_key(self, prompt: str, image: bytes | None) -> str:
         return ResponseCache.key(self.name, prompt, image, self.settings)

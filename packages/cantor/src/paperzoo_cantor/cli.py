@@ -37,23 +37,44 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = commands.add_parser("eval", help="run a method on a benchmark and score it (resumable)")
     ev.add_argument("--config", type=Path, help="YAML with EvalConfig fields (flags below override it)")
-    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="dotted override, e.g. backend.timeout=30")
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. backend.timeout=30",
+    )
     ev.add_argument("--benchmark", choices=BENCHMARKS)
-    ev.add_argument("--data-root", help="ScienceQA: data/scienceqa of the release; MathVista: its data/ folder")
+    ev.add_argument(
+        "--data-root", help="ScienceQA: data/scienceqa of the release; MathVista: its data/ folder"
+    )
     ev.add_argument("--method", choices=METHODS, help="cantor (default), direct or cot")
-    ev.add_argument("--backend", choices=BACKENDS, help="openai (default), transformers, callable or scripted")
+    ev.add_argument(
+        "--backend", choices=BACKENDS, help="openai (default), transformers, callable or scripted"
+    )
     ev.add_argument("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
-    ev.add_argument("--model", help="model name (openai), checkpoint folder (transformers) or module:function")
+    ev.add_argument(
+        "--model", help="model name (openai), checkpoint folder (transformers) or module:function"
+    )
     ev.add_argument("--api-key-env", help="environment variable with the API key (default OPENAI_API_KEY)")
-    ev.add_argument("--expert-backend", choices=[*BACKENDS, "same"], help="model of the expert calls (default: same)")
+    ev.add_argument(
+        "--expert-backend", choices=[*BACKENDS, "same"], help="model of the expert calls (default: same)"
+    )
     ev.add_argument("--expert-base-url", help="server of the expert model")
     ev.add_argument("--expert-model", help="expert model name / checkpoint")
     ev.add_argument("--expert-api-key-env", help="environment variable with the expert server's API key")
     ev.add_argument("--out", type=Path, required=True, help="run folder (records, cache, scores)")
     ev.add_argument("--limit", type=int, help="only the first N problems")
-    ev.add_argument("--image-only", action="store_true", default=None, help="ScienceQA: the IMG subset (Table 2)")
+    ev.add_argument(
+        "--image-only", action="store_true", default=None, help="ScienceQA: the IMG subset (Table 2)"
+    )
     ev.add_argument("--captions", help="captions JSON (GPT-3.5 rows: caption as visual context)")
-    ev.add_argument("--no-images", action="store_true", default=None, help="decision/synthesis/baselines without the image")
+    ev.add_argument(
+        "--no-images",
+        action="store_true",
+        default=None,
+        help="decision/synthesis/baselines without the image",
+    )
     ev.add_argument("--split-mode", choices=["official", "fixed"], help="sub-task filter (default official)")
     ev.add_argument("--extractor", choices=EXTRACTORS, help="MathVista answer extraction (default llm)")
     ev.add_argument("--concurrency", type=int, help="calls in flight (default 8)")
@@ -62,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--retries", type=int, help="retries of a timed-out/transient call (default 2)")
     ev.add_argument("--rate-limit", type=float, help="call starts per second (default: no limit)")
     ev.add_argument("--seed", type=int, help="seed of ScienceQA's random fallback")
-    ev.add_argument("--retry-failed", action="store_true", default=None, help="rerun recorded problems that failed")
+    ev.add_argument(
+        "--retry-failed", action="store_true", default=None, help="rerun recorded problems that failed"
+    )
     ev.add_argument("--no-progress", action="store_true")
 
     sc = commands.add_parser("score", help="print the scores of a run folder (from its records)")
@@ -73,7 +96,9 @@ def _parser() -> argparse.ArgumentParser:
     vi.add_argument("run", type=Path)
     vi.add_argument("--out", type=Path, help="default: RUN/traces")
 
-    sp = commands.add_parser("split", help="apply the released split_task/summary to a decision (text or decision.json)")
+    sp = commands.add_parser(
+        "split", help="apply the released split_task/summary to a decision (text or decision.json)"
+    )
     sp.add_argument("decision", type=Path)
     sp.add_argument("--mode", choices=["official", "fixed"], default="official")
 
@@ -83,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
     fx.add_argument("-n", type=int, default=12)
     fx.add_argument("--seed", type=int, default=0)
 
-    sv = commands.add_parser("serve-scripted", help="serve the scripted model on 127.0.0.1 (OpenAI-compatible)")
+    sv = commands.add_parser(
+        "serve-scripted", help="serve the scripted model on 127.0.0.1 (OpenAI-compatible)"
+    )
     sv.add_argument("--port", type=int, default=8011)
     sv.add_argument("--latency", type=float, default=0.0, help="seconds added to each call")
     return parser
@@ -108,7 +135,11 @@ def eval_config(args: argparse.Namespace) -> Any:
     sources: dict[str, str] = {}
     if args.config is not None:
         data, sources = read_yaml_with_bases(args.config)
-    overrides = [f"{key}={json.dumps(getattr(args, flag))}" for flag, key in _FLAG_KEYS.items() if getattr(args, flag) is not None]
+    overrides = [
+        f"{key}={json.dumps(getattr(args, flag))}"
+        for flag, key in _FLAG_KEYS.items()
+        if getattr(args, flag) is not None
+    ]
     if args.no_images:
         overrides.append("cantor.images=false")
     data = apply_overrides(data, sources, [*overrides, *args.set])
@@ -169,11 +200,15 @@ def _main(argv: list[str]) -> int:
                 record = json.loads(text)
                 text = record["decision"]
             except (json.JSONDecodeError, KeyError, TypeError) as error:
-                raise UserError(f"{args.decision}: not a decision.json with a 'decision' field ({error})") from error
+                raise UserError(
+                    f"{args.decision}: not a decision.json with a 'decision' field ({error})"
+                ) from error
         tasks = split_task(text, args.mode)
         out = {"sub-tasks": tasks}
         if "sub-answers" in record:
-            out["supplementary_information"] = summary(text if text.endswith("\n") else text + "\n", tasks, record["sub-answers"])
+            out["supplementary_information"] = summary(
+                text if text.endswith("\n") else text + "\n", tasks, record["sub-answers"]
+            )
         print(json.dumps(out, indent=2, ensure_ascii=False))
         return 0
     if args.command == "fixtures":

@@ -138,8 +138,6 @@ class PipelinePresetConfig:
     """How long the server sleeps on a [timeout] problem."""
     perception_accuracy: float = 0.9
     """The scripted expert reads the image right with this probability."""
-    guess_accuracy: float = 0.4
-    """The scripted model's chance of a right guess without an expert's reading."""
     throughput_n: int = 48
     """Problems of the throughput table (no failure tags)."""
     concurrency: list[int] = field(default_factory=lambda: [1, 8, 32])

@@ -51,9 +51,7 @@ from paperzoo_shared.errors import UserError
 RECORDS = "records.jsonl"
 CACHE = "cache.sqlite"
 
-SCIENCEQA_COT_SUFFIX = (
-    "\nThink step by step, then end your reply with \"The answer is X.\" where X is the letter of the correct option."
-)
+SCIENCEQA_COT_SUFFIX = '\nThink step by step, then end your reply with "The answer is X." where X is the letter of the correct option.'
 MATHVISTA_COT_SUFFIX = "\nLet's think step by step."
 
 
@@ -80,7 +78,9 @@ def _captions(path: str) -> dict[str, str]:
 
 def load_items(cfg: EvalConfig) -> list[BenchItem]:
     if not cfg.data_root:
-        raise UserError("no data root: pass --data-root (the release's data/scienceqa or MathVista data folder)")
+        raise UserError(
+            "no data root: pass --data-root (the release's data/scienceqa or MathVista data folder)"
+        )
     captions = _captions(cfg.captions)
     limit = cfg.limit or None
     items: list[BenchItem] = []
@@ -118,7 +118,9 @@ def load_items(cfg: EvalConfig) -> list[BenchItem]:
     return items
 
 
-def build_backend(cfg: BackendConfig, cache: ResponseCache | None, inner: Backend | None = None) -> ResilientBackend:
+def build_backend(
+    cfg: BackendConfig, cache: ResponseCache | None, inner: Backend | None = None
+) -> ResilientBackend:
     """The configured backend, wrapped with timeout, retries, rate limit, concurrency and the cache."""
     if cfg.kind == "same":
         raise ValueError("backend kind 'same' names no model")
@@ -213,7 +215,11 @@ async def run_item(
     if cfg.benchmark == "mathvista":
         record.update(await _mathvista_verdict(item, cfg, backend, trace))
     else:
-        record.update(scienceqa_verdict(trace.response, item.choices or (), int(item.problem["answer"]), item.pid, cfg.seed))
+        record.update(
+            scienceqa_verdict(
+                trace.response, item.choices or (), int(item.problem["answer"]), item.pid, cfg.seed
+            )
+        )
     record["trace"] = _trace_dict(trace)
     return record
 
@@ -227,13 +233,17 @@ def option_index(response: str, choices: tuple[str, ...] | list[str]) -> int | N
     return scienceqa.match_option(parse_response(response).answer, choices)
 
 
-def scienceqa_verdict(response: str, choices: tuple[str, ...], answer: int, pid: str, seed: int) -> dict[str, Any]:
+def scienceqa_verdict(
+    response: str, choices: tuple[str, ...], answer: int, pid: str, seed: int
+) -> dict[str, Any]:
     """Both ScienceQA readings of a reply. An unreadable answer takes ``get_pred_idx``'s random option,
     drawn from ``random.Random(f"{seed}:{pid}")`` (per problem, so resuming changes nothing)."""
     letter = scienceqa.extract_official(response)
     official = scienceqa.pred_index(letter, len(choices), random.Random(f"{seed}:{pid}:official"))
     matched = option_index(response, choices)
-    option = matched if matched is not None else random.Random(f"{seed}:{pid}:option").choice(range(len(choices)))
+    option = (
+        matched if matched is not None else random.Random(f"{seed}:{pid}:option").choice(range(len(choices)))
+    )
     return {
         "extraction": {"official_regex": letter, "option_match": matched},
         "prediction": {"official_regex": official, "option_match": option},
@@ -266,7 +276,11 @@ async def _mathvista_verdict(
     prediction = mathvista.normalize_extracted_answer(
         extraction, problem["choices"], problem["question_type"], problem["answer_type"], problem["precision"]
     )
-    return {"extraction": extraction, "prediction": prediction, "correct": mathvista.is_correct(prediction, problem["answer"])}
+    return {
+        "extraction": extraction,
+        "prediction": prediction,
+        "correct": mathvista.is_correct(prediction, problem["answer"]),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -329,6 +343,9 @@ async def run_eval_async(
             await asyncio.gather(*(one(it) for it in todo))
         finally:
             bar.close()
+            await backend.aclose()
+            if expert_backend is not None:
+                await expert_backend.aclose()
             cache.close()
     wall = time.monotonic() - start
     records = [done[it.pid] for it in items if it.pid in done]
@@ -337,9 +354,15 @@ async def run_eval_async(
         "method": cfg.method,
         "problems": len(items),
         "recorded": len(records),
-        "run": {"new_items": len(todo), "wall_s": wall, "items_per_s": len(todo) / wall if wall > 0 else None,
-                "calls": backend.stats.calls, "cache_hits": backend.stats.cache_hits,
-                "retries": backend.stats.retries, "failed_calls": dict(backend.stats.failures)},  # fmt: skip
+        "run": {
+            "new_items": len(todo),
+            "wall_s": wall,
+            "items_per_s": len(todo) / wall if wall > 0 else None,
+            "calls": backend.stats.calls,
+            "cache_hits": backend.stats.cache_hits,
+            "retries": backend.stats.retries,
+            "failed_calls": dict(backend.stats.failures),
+        },  # fmt: skip
         "status": dict(Counter(r["status"] for r in records)),
         "scores": score_records(cfg.benchmark, items, records),
     }
@@ -347,7 +370,9 @@ async def run_eval_async(
     return summary
 
 
-def run_eval(cfg: EvalConfig, out: str | Path, inner: Backend | None = None, progress: bool = True) -> dict[str, Any]:
+def run_eval(
+    cfg: EvalConfig, out: str | Path, inner: Backend | None = None, progress: bool = True
+) -> dict[str, Any]:
     return asyncio.run(run_eval_async(cfg, out, inner, progress))
 
 

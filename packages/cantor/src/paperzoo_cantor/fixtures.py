@@ -35,7 +35,9 @@ def encode_image(fact: str, size: tuple[int, int] = (96, 64), seed: int = 0) -> 
     if len(payload) + 1 > width:
         raise ValueError(f"fact {fact!r} is too long for a {width}-pixel strip")
     pixels = np.full((height, width, 3), 235, dtype=np.uint8)
-    pixels[1:] = np.clip(pixels[1:] + rng.integers(-12, 12, size=(height - 1, width, 3)), 0, 255).astype(np.uint8)
+    pixels[1:] = np.clip(pixels[1:] + rng.integers(-12, 12, size=(height - 1, width, 3)), 0, 255).astype(
+        np.uint8
+    )
     strip = np.zeros(width, dtype=np.uint8)
     strip[0] = len(payload)
     strip[1 : 1 + len(payload)] = np.frombuffer(payload, dtype=np.uint8)
@@ -51,7 +53,7 @@ def decode_image(png: bytes) -> str | None:
     """The fact of a fixture image, or None for any other image."""
     try:
         pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-    except Exception:  # noqa: BLE001 - not an image we wrote
+    except Exception:
         return None
     row = pixels[0, :, 0]
     n = int(row[0])
@@ -91,7 +93,11 @@ def write_scienceqa(
         rng.shuffle(choices)
         has_image = context_kind in ("image", "both")
         hint = f"The {rng.choice(_ANIMALS)} is {colour}." if context_kind in ("hint", "both") else ""
-        question = f"Which colour is shown?{_tag(i, failures)}" if has_image else f"Which colour is named?{_tag(i, failures)}"
+        question = (
+            f"Which colour is shown?{_tag(i, failures)}"
+            if has_image
+            else f"Which colour is named?{_tag(i, failures)}"
+        )
         if context_kind == "none":
             question = f"Which word is a colour name?{_tag(i, failures)}"
             choices = [colour, rng.choice(_ANIMALS), rng.choice(["table", "river", "music"])]
@@ -123,7 +129,9 @@ def write_scienceqa(
         problems[str(j + 1)] = {**problems[test[0]], "split": split}
     root.mkdir(parents=True, exist_ok=True)
     (root / "problems.json").write_text(json.dumps(problems, indent=2))
-    (root / "pid_splits.json").write_text(json.dumps({"train": ["1"], "val": ["2"], "test": test, "minival": []}))
+    (root / "pid_splits.json").write_text(
+        json.dumps({"train": ["1"], "val": ["2"], "test": test, "minival": []})
+    )
     return root
 
 
@@ -155,7 +163,9 @@ def mathvista_query(problem: dict[str, Any]) -> str:
     return f"{hint}\nQuestion: {problem['question']}"
 
 
-def write_mathvista(root: str | Path, n: int = 10, seed: int = 0, failures: dict[int, str] | None = None) -> Path:
+def write_mathvista(
+    root: str | Path, n: int = 10, seed: int = 0, failures: dict[int, str] | None = None
+) -> Path:
     """A MathVista release folder (``testmini.json``, ``query.json``, ``images/``) with ``n`` problems
     cycling through multiple choice, integer, float (precision 1 and 2) and list answers, every task and
     every skill. The image shows the answer (the value of the plotted quantity)."""
@@ -180,7 +190,13 @@ def write_mathvista(root: str | Path, n: int = 10, seed: int = 0, failures: dict
         elif kind == 3:
             answer, qtype, atype, precision, choices = f"{value / 100:.2f}", "free_form", "float", 2, None
         else:
-            answer, qtype, atype, precision, choices = f"[{value}, {value + 1}]", "free_form", "list", None, None
+            answer, qtype, atype, precision, choices = (
+                f"[{value}, {value + 1}]",
+                "free_form",
+                "list",
+                None,
+                None,
+            )
         problem = {
             "question": f"What value does the figure show?{_tag(i, failures)}",
             "image": f"images/{pid}.png",
@@ -192,9 +208,15 @@ def write_mathvista(root: str | Path, n: int = 10, seed: int = 0, failures: dict
             "answer_type": atype,
             "pid": pid,
             "metadata": {
-                "split": "testmini", "language": "english", "img_width": 96, "img_height": 64,
-                "source": "paperzoo-fixture", "category": "math-targeted-vqa", "task": _MV_TASKS[i % 5],
-                "context": "synthetic scene", "grade": "elementary school",
+                "split": "testmini",
+                "language": "english",
+                "img_width": 96,
+                "img_height": 64,
+                "source": "paperzoo-fixture",
+                "category": "math-targeted-vqa",
+                "task": _MV_TASKS[i % 5],
+                "context": "synthetic scene",
+                "grade": "elementary school",
                 "skills": sorted({_MV_SKILLS[i % 7], _MV_SKILLS[(i + 3) % 7]}),
             },  # fmt: skip
         }

@@ -29,8 +29,18 @@ from typing import Any, Literal
 # The four expert modules (released utils/prompt.py, module cards) in the order split_task scans them
 # ----------------------------------------------------------------------------------------------------
 
-MODULES: tuple[str, ...] = ("TextIntel Extractor", "ObjectQuant Locator", "VisionIQ Analyst", "ChartSense Expert")
-SPLIT_ORDER: tuple[str, ...] = ("ChartSense Expert", "VisionIQ Analyst", "TextIntel Extractor", "ObjectQuant Locator")
+MODULES: tuple[str, ...] = (
+    "TextIntel Extractor",
+    "ObjectQuant Locator",
+    "VisionIQ Analyst",
+    "ChartSense Expert",
+)
+SPLIT_ORDER: tuple[str, ...] = (
+    "ChartSense Expert",
+    "VisionIQ Analyst",
+    "TextIntel Extractor",
+    "ObjectQuant Locator",
+)
 """split_task collects ChartSense first, then VisionIQ, TextIntel and ObjectQuant (not the card order)."""
 
 OFFICIAL_FILTER_KEYWORDS: tuple[str, ...] = (
@@ -45,7 +55,9 @@ OFFICIAL_FILTER_KEYWORDS: tuple[str, ...] = (
 )
 """A sub-task line containing any of these (case-sensitive substring) is dropped by the release."""
 
-_TEMPLATE_PLACEHOLDERS = OFFICIAL_FILTER_KEYWORDS[5:] + ("Extract chart data or specify any questions about the chart",)
+_TEMPLATE_PLACEHOLDERS = OFFICIAL_FILTER_KEYWORDS[5:] + (
+    "Extract chart data or specify any questions about the chart",
+)
 # Fixed mode: a line is "no task" when it *is* a negative answer (optionally bracketed / punctuated),
 # e.g. "N/A", "None.", "[Not required]", "No.", "Not needed for this question", "None required".
 _FIXED_NEGATIVE = re.compile(
@@ -140,7 +152,9 @@ def summary(decision: str, sub_tasks: Sequence[str], sub_answers: Sequence[str])
 # ----------------------------------------------------------------------------------------------------
 
 DECISION_SUFFIX = "\nPlease refer to the prompts and examples above to help me solve the following problem:\nQuestion: {query}\n"
-SYNTHESIS_SUFFIX = "\nPlease answer the following case:\n Question:{query}\nSupplementary information:{supplementary}"
+SYNTHESIS_SUFFIX = (
+    "\nPlease answer the following case:\n Question:{query}\nSupplementary information:{supplementary}"
+)
 
 
 @dataclass(frozen=True)
@@ -279,7 +293,9 @@ class CantorConfig:
         if self.split_mode not in ("official", "fixed"):
             raise ValueError(f"split_mode must be 'official' or 'fixed', got {self.split_mode!r}")
         if self.prompt_version not in PROMPT_VERSIONS:
-            raise ValueError(f"unknown prompt_version {self.prompt_version!r}; known: {', '.join(PROMPT_VERSIONS)}")
+            raise ValueError(
+                f"unknown prompt_version {self.prompt_version!r}; known: {', '.join(PROMPT_VERSIONS)}"
+            )
 
 
 class CallFailed(Exception):
@@ -290,9 +306,7 @@ class CallFailed(Exception):
         self.kind = kind
 
 
-async def _call(
-    generate: Generate, role: str, prompt: str, image: bytes | None, trace: CantorTrace
-) -> str:
+async def _call(generate: Generate, role: str, prompt: str, image: bytes | None, trace: CantorTrace) -> str:
     loop = asyncio.get_running_loop()
     start = loop.time()
     step = Step(role=role, prompt=prompt, response="")
@@ -335,13 +349,18 @@ async def run_cantor(
     if config.parallel_experts:
         sub_traces = [CantorTrace(query=query) for _ in trace.sub_tasks]
         answers = await asyncio.gather(
-            *(_call(expert, "expert", task, expert_image, sub) for task, sub in zip(trace.sub_tasks, sub_traces))
+            *(
+                _call(expert, "expert", task, expert_image, sub)
+                for task, sub in zip(trace.sub_tasks, sub_traces)
+            )
         )
         for sub in sub_traces:
             trace.steps.extend(sub.steps)
         trace.sub_answers = list(answers)
     else:
-        trace.sub_answers = [await _call(expert, "expert", task, expert_image, trace) for task in trace.sub_tasks]
+        trace.sub_answers = [
+            await _call(expert, "expert", task, expert_image, trace) for task in trace.sub_tasks
+        ]
     trace.supplementary_information = summary(trace.decision, trace.sub_tasks, trace.sub_answers)
     trace.response = await _call(
         generate,

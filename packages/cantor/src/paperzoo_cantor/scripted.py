@@ -4,8 +4,9 @@ The scripted model is a deterministic stand-in that lets the whole pipeline run 
 recognises the role of each call from the prompt (decision, expert, synthesis, MathVista extraction,
 direct or chain-of-thought answering) and answers in the formats a real model uses. Its "perception" reads
 the machine-readable strip of the fixture images (:func:`paperzoo_cantor.fixtures.decode_image`) and is
-right with probability ``perception_accuracy``; without an expert's answer it guesses right with probability
-``guess_accuracy``. Its numbers measure the plumbing, never Cantor.
+right with probability ``perception_accuracy``; without an expert's reading it picks an option at random
+(seeded by the prompt), or uses a ScienceQA fixture hint that names the answer. Its numbers measure the
+plumbing, never Cantor.
 
 The server speaks ``POST /v1/chat/completions`` (text + ``image_url`` data URLs) and ``GET /v1/models``,
 adds ``latency`` seconds per call, counts requests, and acts on the failure tags in a prompt:
@@ -16,6 +17,7 @@ adds ``latency`` seconds per call, counts requests, and acts on the failure tags
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import re
@@ -56,7 +58,6 @@ class ScriptedVLM:
     """The scripted model; ``respond(prompt, image)`` returns text or raises for a failure tag."""
 
     perception_accuracy: float = 0.9
-    guess_accuracy: float = 0.4
     seed: int = 0
 
     def respond(self, prompt: str, image: bytes | None) -> str:
@@ -108,8 +109,9 @@ class ScriptedVLM:
                     return f" Rationale: The TextIntel Extractor read {fact} in the image, which is option ({letter}).\nAnswer: {letter}"
             if not options:
                 return f" Rationale: The TextIntel Extractor read {fact} in the image.\nAnswer: {fact}"
-        return " Rationale: The supplementary information is not conclusive, so I rely on my knowledge.\nAnswer: " + self._guess(
-            query, options
+        return (
+            " Rationale: The supplementary information is not conclusive, so I rely on my knowledge.\nAnswer: "
+            + self._guess(query, options)
         )
 
     def _answer(self, prompt: str, cot: bool) -> str:
@@ -121,14 +123,12 @@ class ScriptedVLM:
 
     def _guess(self, prompt: str, options: list[tuple[str, str]]) -> str:
         hinted = re.findall(r"The \w+ is (\w+)\.", prompt)  # a ScienceQA fixture hint names the colour
-        right = _unit(self.seed, "guess", prompt) < self.guess_accuracy
         if options:
             for letter, text in options:
                 if hinted and text == hinted[0]:
                     return letter
-            index = 0 if right else 1 + int(_unit(self.seed, "wrong", prompt) * (len(options) - 1))
-            return options[min(index, len(options) - 1)][0]
-        return "0"
+            return options[int(_unit(self.seed, "guess", prompt) * len(options))][0]
+        return str(int(_unit(self.seed, "guess", prompt) * 10))
 
     def _extract(self, prompt: str) -> str:
         response = prompt.rsplit("\n\nExtracted answer:", 1)[0].rsplit("\n\n", 1)[-1]
@@ -168,7 +168,7 @@ class ScriptedServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
             def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
@@ -176,14 +176,17 @@ class ScriptedServer:
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up
                     self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test)
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, json.dumps({"object": "list", "data": [{"id": server.model_name, "object": "model"}]}).encode())
+                    self._send(
+                        200,
+                        json.dumps(
+                            {"object": "list", "data": [{"id": server.model_name, "object": "model"}]}
+                        ).encode(),
+                    )
                 else:
                     self._send(404, b'{"error": {"message": "not found"}}')
 
@@ -245,15 +248,23 @@ class ScriptedServer:
                 "created": int(time.time()),
                 "model": self.model_name,
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": content, "refusal": refusal},
-                     "finish_reason": finish}  # fmt: skip
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content, "refusal": refusal},
+                        "finish_reason": finish,
+                    }  # fmt: skip
                 ],
                 "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
             }
         ).encode()
 
     def start(self) -> ScriptedServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="scripted-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="scripted-server",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -268,4 +279,3 @@ class ScriptedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-

@@ -31,7 +31,9 @@ def render_item(record: Mapping[str, Any]) -> str:
     ]
     for error in record.get("errors", []):
         parts.append(f"<p class='bad'>{html.escape(error)}</p>")
-    parts.append("<h2>Verdict</h2>" + _pre({k: record.get(k) for k in ("extraction", "prediction", "correct")}))
+    parts.append(
+        "<h2>Verdict</h2>" + _pre({k: record.get(k) for k in ("extraction", "prediction", "correct")})
+    )
     for name in ("query", "decision", "sub-tasks", "sub-answers", "supplementary_information", "response"):
         if trace.get(name):
             value = trace[name]

@@ -70,13 +70,17 @@ class MathVistaItem:
         }  # fmt: skip
 
 
-def load_mathvista(root: str | Path, annotations: str = "testmini.json", limit: int | None = None) -> list[MathVistaItem]:
+def load_mathvista(
+    root: str | Path, annotations: str = "testmini.json", limit: int | None = None
+) -> list[MathVistaItem]:
     """Reads ``<root>/<annotations>`` (a pid -> problem dict, a list, or JSON lines) and, for rows
     without ``query``, ``<root>/query.json``; images are joined to ``root`` with :func:`safe_join`."""
     root = Path(root)
     path = root / annotations
     if not path.is_file():
-        raise FileNotFoundError(f"MathVista annotations not found: {path} (expected data/testmini.json of the release)")
+        raise FileNotFoundError(
+            f"MathVista annotations not found: {path} (expected data/testmini.json of the release)"
+        )
     text = path.read_text(encoding="utf-8")
     try:
         if path.suffix == ".jsonl":
@@ -90,7 +94,9 @@ def load_mathvista(root: str | Path, annotations: str = "testmini.json", limit: 
     if any("query" not in row for row in rows):
         query_path = root / "query.json"
         if not query_path.is_file():
-            raise DataError(f"{path}: rows have no 'query' and {query_path} is missing (it ships with the release)")
+            raise DataError(
+                f"{path}: rows have no 'query' and {query_path} is missing (it ships with the release)"
+            )
         queries = json.loads(query_path.read_text(encoding="utf-8"))
     items: list[MathVistaItem] = []
     for row in rows:
@@ -179,7 +185,7 @@ async def extract_answer(
         return ""
     try:
         return await llm(extraction_prompt(problem["query"], response))
-    except Exception:  # noqa: BLE001 - the official script swallows every extraction error
+    except Exception:
         return ""
 
 
@@ -259,10 +265,22 @@ def score(problems: Iterable[Mapping[str, Any]], correct: Mapping[str, bool]) ->
     return {k: (100.0 * sum(v) / len(v) if v else -1.0) for k, v in totals.items()}
 
 
-def breakdown(problems: Iterable[Mapping[str, Any]], correct: Mapping[str, bool]) -> dict[str, dict[str, dict[str, float]]]:
+def breakdown(
+    problems: Iterable[Mapping[str, Any]], correct: Mapping[str, bool]
+) -> dict[str, dict[str, dict[str, float]]]:
     """The official fine-grained scores: per key of question_type, answer_type, language, source,
     category, task, context, grade and skills, each value's accuracy (a fraction), correct and total."""
-    keys = ("question_type", "answer_type", "language", "source", "category", "task", "context", "grade", "skills")
+    keys = (
+        "question_type",
+        "answer_type",
+        "language",
+        "source",
+        "category",
+        "task",
+        "context",
+        "grade",
+        "skills",
+    )
     out: dict[str, dict[str, dict[str, float]]] = {k: {} for k in keys}
     for problem in problems:
         pid = str(problem["pid"])

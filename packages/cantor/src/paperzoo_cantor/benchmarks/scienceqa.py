@@ -59,7 +59,9 @@ def load_scienceqa(
     problems_path, splits_path = root / "problems.json", root / "pid_splits.json"
     for path in (problems_path, splits_path):
         if not path.is_file():
-            raise FileNotFoundError(f"ScienceQA file not found: {path} (expected data/scienceqa/ of the release)")
+            raise FileNotFoundError(
+                f"ScienceQA file not found: {path} (expected data/scienceqa/ of the release)"
+            )
     problems = _read_json(problems_path)
     splits = _read_json(splits_path)
     if split not in splits:
@@ -91,7 +93,9 @@ def load_scienceqa(
         except (KeyError, TypeError, ValueError) as error:
             raise DataError(f"{problems_path}: problem {pid!r} is malformed ({error!r})") from error
         if not 0 <= answer < len(choices):
-            raise DataError(f"{problems_path}: problem {pid!r} has answer {answer} for {len(choices)} choices")
+            raise DataError(
+                f"{problems_path}: problem {pid!r} has answer {answer} for {len(choices)} choices"
+            )
         if image_only and item.image is None:
             continue
         items.append(item)
