@@ -14,7 +14,16 @@ def test_help_lists_commands_and_debug(capsys: pytest.CaptureFixture[str]) -> No
         main(["--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    for word in ("validate", "score", "build", "synthetic", "evaluate", "train", "--debug", "openai:NAME@URL"):
+    for word in (
+        "validate",
+        "score",
+        "build",
+        "synthetic",
+        "evaluate",
+        "train",
+        "--debug",
+        "openai:NAME@URL",
+    ):
         assert word in out
 
 
@@ -23,10 +32,15 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     bad.write_text('{"id": 1}\n')
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == f"paperzoo-vega: error: {bad}:1: IITC record lacks title, caption, context, question, answer, image_paths, truth_fig_idx"
+    assert (
+        err[0]
+        == f"paperzoo-vega: error: {bad}:1: IITC record lacks title, caption, context, question, answer, image_paths, truth_fig_idx"
+    )
     assert "Traceback" not in "\n".join(err)
     assert main(["validate", str(bad), "--skip-bad"]) == 1  # reported and skipped: not a clean file
-    assert main(["evaluate", str(bad), "--model", "nonsense", "--out", str(tmp_path / "r"), "--skip-bad"]) == 2
+    assert (
+        main(["evaluate", str(bad), "--model", "nonsense", "--out", str(tmp_path / "r"), "--skip-bad"]) == 2
+    )
     with pytest.raises(Exception, match="IITC record lacks"):
         main(["validate", str(bad), "--debug"])
 
@@ -41,8 +55,25 @@ def test_synthetic_build_train_evaluate_score(tmp_path: Path, capsys: pytest.Cap
     assert main(["train", "--data", str(rel), "--images", str(corpus / "imgs"), "--mix", "IITC_0k_test.json=1",
                  "--mix", "ITA_3picture_test.json=1", "--model", "tiny", "--save", str(ck), "--steps", "1",
                  "--batch-size", "2", "--cpu", "--prompt", "none"]) == 0  # fmt: skip
-    common = ["evaluate", iitc, "--images", str(corpus / "imgs"), "--model", f"hf:{ck}", "--out", str(run),
-              "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "4", "--no-progress", "--prompt", "none"]
+    common = [
+        "evaluate",
+        iitc,
+        "--images",
+        str(corpus / "imgs"),
+        "--model",
+        f"hf:{ck}",
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--max-new-tokens",
+        "4",
+        "--no-progress",
+        "--prompt",
+        "none",
+    ]
     capsys.readouterr()
     assert main([*common, "--limit", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["generated"] == 3

@@ -7,13 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from paperzoo_shared.data.errors import DataError
 from paperzoo_vega.construct import (
     BuildConfig,
     BuildReport,
     build_dataset,
     build_iitc,
-    build_ita,
     parse_document,
     read_documents,
     rewrite_answer,
@@ -21,6 +19,8 @@ from paperzoo_vega.construct import (
 from paperzoo_vega.data import read_vega_jsonl
 from paperzoo_vega.scoring import score_iitc, score_ita
 from paperzoo_vega.synthetic import generate_documents
+
+from paperzoo_shared.data.errors import DataError
 
 DOC = {
     "id": "d1", "title": "T",
@@ -98,7 +98,12 @@ def test_iitc_filters(root: Path) -> None:
     (root / "a.png").unlink()
     records, report = _one(root, doc)
     assert records == []
-    assert report.filtered == {"no_figure_reference": 1, "empty_answer": 1, "unknown_figure": 1, "missing_image": 1}
+    assert report.filtered == {
+        "no_figure_reference": 1,
+        "empty_answer": 1,
+        "unknown_figure": 1,
+        "missing_image": 1,
+    }
     doc["qa"] = [{"figure": 2, "question": "What does Figure 2 show?", "answer": "x"}]
     records, report = _one(root, doc, min_images=3)
     assert report.filtered == {"too_few_figures": 1}
@@ -152,6 +157,8 @@ def test_construction_is_deterministic(tmp_path: Path) -> None:
     outs = []
     for run in ("a", "b"):
         docs, imgs = generate_documents(tmp_path / run, n_documents=4, seed=5)
-        build_dataset(docs, imgs, tmp_path / run / "out", BuildConfig(budget=300, image_tokens=4), progress=False)
+        build_dataset(
+            docs, imgs, tmp_path / run / "out", BuildConfig(budget=300, image_tokens=4), progress=False
+        )
         outs.append(sorted((p.name, p.read_text()) for p in (tmp_path / run / "out").iterdir()))
     assert outs[0] == outs[1]

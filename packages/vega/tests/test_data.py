@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from paperzoo_shared.data.errors import DataError
 from paperzoo_vega.data import read_vega_jsonl, task_of_file
 from paperzoo_vega.modeling_vega import split_context
+
+from paperzoo_shared.data.errors import DataError
 
 
 def _iitc(paths: list[str], truth: int = 1, **extra: object) -> dict:
@@ -110,7 +111,9 @@ def test_task_of_file() -> None:
 
 
 def test_split_context_keeps_order_and_numbering() -> None:
-    context = "Intro [Picture 1] text.\nPicture 1: <img>a.png</img>\nFigure. 6 Picture 2: <img>b.png</img>\nend"
+    context = (
+        "Intro [Picture 1] text.\nPicture 1: <img>a.png</img>\nFigure. 6 Picture 2: <img>b.png</img>\nend"
+    )
     segments = split_context(context)
     assert [(s.kind, s.text or s.path) for s in segments] == [
         ("text", "Intro [Picture 1] text.\nPicture 1: "),

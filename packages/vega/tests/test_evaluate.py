@@ -23,7 +23,7 @@ class Scripted:
         self.seen: list[str] = []
         self.die_after = die_after
 
-    def generate(self, samples):  # noqa: ANN001, ANN201
+    def generate(self, samples):
         out = []
         for s in samples:
             if self.die_after is not None and len(self.seen) >= self.die_after:
@@ -33,7 +33,7 @@ class Scripted:
         return out
 
 
-def test_killed_run_resumes_without_redoing(tiny_release, tmp_path: Path) -> None:  # noqa: ANN001
+def test_killed_run_resumes_without_redoing(tiny_release, tmp_path: Path) -> None:
     iitc = tiny_release[0]
     n = len(iitc)
     first = Scripted(die_after=5)
@@ -56,7 +56,7 @@ def test_killed_run_resumes_without_redoing(tiny_release, tmp_path: Path) -> Non
     assert json.loads((tmp_path / "scores.json").read_text())["n"] == n
 
 
-def test_tiny_transformers_batched_equals_single(tiny_release) -> None:  # noqa: ANN001
+def test_tiny_transformers_batched_equals_single(tiny_release) -> None:
     from paperzoo_vega.tiny import build_tiny_qwen2_vl, corpus_vocabulary
 
     iitc, ita = tiny_release
@@ -72,7 +72,7 @@ def test_tiny_transformers_batched_equals_single(tiny_release) -> None:  # noqa:
 class _Handler(BaseHTTPRequestHandler):
     bodies: list[dict] = []
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).bodies.append(body)
         parts = body["messages"][0]["content"]
@@ -88,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def test_openai_adapter_sends_interleaved_images(tiny_release) -> None:  # noqa: ANN001
+def test_openai_adapter_sends_interleaved_images(tiny_release) -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -102,11 +102,13 @@ def test_openai_adapter_sends_interleaved_images(tiny_release) -> None:  # noqa:
     body = next(b for b in _Handler.bodies if samples[0].question in b["messages"][0]["content"][-1]["text"])
     parts = body["messages"][0]["content"]
     images = [p["image_url"]["url"] for p in parts if p["type"] == "image_url"]
-    assert images[0] == "data:image/png;base64," + base64.b64encode(samples[0].images[0].read_bytes()).decode()
+    assert (
+        images[0] == "data:image/png;base64," + base64.b64encode(samples[0].images[0].read_bytes()).decode()
+    )
     assert parts[0]["text"].endswith("Picture 1: ") and body["temperature"] == 0
 
 
-def test_callable_adapter_gets_native_query(tiny_release) -> None:  # noqa: ANN001
+def test_callable_adapter_gets_native_query(tiny_release) -> None:
     sample = tiny_release[0].samples[0]
     adapter = CallableAdapter(lambda query, images: f"{len(images)} {query.count('<img>')}")
     assert adapter.generate([sample]) == [f"{len(sample.images)} {len(sample.images)}"]

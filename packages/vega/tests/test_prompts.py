@@ -14,7 +14,9 @@ def test_iitc_official_query() -> None:
         "Based on the following known information, answer the user's questions concisely and professionally. "
         "If the answer is derived from an image, please indicate in the answer by referencing [Picture *], "
         "where * represents the image number. If the answer cannot be obtained from it, ignore the content of "
-        "the text and respond to the user's question in Chinese. Known content: " + CONTEXT + "\nQuestion:Why?"
+        "the text and respond to the user's question in Chinese. Known content: "
+        + CONTEXT
+        + "\nQuestion:Why?"
     )
     assert build_query("iitc", CONTEXT, "Why?") == expected
 
@@ -37,7 +39,9 @@ def test_ita_queries() -> None:
         head + " Answer in the format T1:[Picture 2] T2:[Picture 3] ..." + CONTEXT
     )
     assert build_query("ita", CONTEXT, style="paper") == (
-        head + " Answer in the format T1:[Picture 2] T2:[Picture 3] ...\n" + CONTEXT
+        head
+        + " Answer in the format T1:[Picture 2] T2:[Picture 3] ...\n"
+        + CONTEXT
         + "\nQuestion:What is the corresponding order between text segments and pictures?"
     )
     assert build_query("ita", CONTEXT, style="paper", ita_format_line=False).startswith(head + "\n")
@@ -50,7 +54,7 @@ def test_bad_prompt_arguments() -> None:
         build_query("iitc", CONTEXT, "q", style="other")  # type: ignore[arg-type]
 
 
-def test_chat_messages_interleave_in_context_order(tiny_release) -> None:  # noqa: ANN001
+def test_chat_messages_interleave_in_context_order(tiny_release) -> None:
     sample = tiny_release[0].samples[0]
     content = chat_messages(sample)[0]["content"]
     kinds = [part["type"] for part in content]

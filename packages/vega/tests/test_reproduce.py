@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from paperzoo_shared.registry import get_paper
-from paperzoo_shared.repro import run_reproduction
 from paperzoo_vega.reproduce import chance_responses
 from paperzoo_vega.scoring import score_iitc
+
+from paperzoo_shared.registry import get_paper
+from paperzoo_shared.repro import run_reproduction
 
 
 def test_smoke_preset_runs(tmp_path: Path) -> None:
@@ -18,7 +19,7 @@ def test_smoke_preset_runs(tmp_path: Path) -> None:
     assert (tmp_path / "iitc.json").is_file()
 
 
-def test_chance_row_is_format_perfect(tiny_release) -> None:  # noqa: ANN001
+def test_chance_row_is_format_perfect(tiny_release) -> None:
     iitc = list(tiny_release[0])
     responses = chance_responses(iitc, seed=0)
     records = [{**s.record, "response": r} for s, r in zip(iitc, responses)]
@@ -26,7 +27,10 @@ def test_chance_row_is_format_perfect(tiny_release) -> None:  # noqa: ANN001
         k = int(response.split("]")[0].split()[-1])
         assert 1 <= k <= len(sample.image_paths)
         # the cited figure number is the one printed after that picture in the context
-        assert f"Picture {k}: <img>{sample.image_paths[k - 1]}</img>\nFigure. {response.split('Figure. ')[1].split(')')[0]} " in sample.context
+        assert (
+            f"Picture {k}: <img>{sample.image_paths[k - 1]}</img>\nFigure. {response.split('Figure. ')[1].split(')')[0]} "
+            in sample.context
+        )
     assert 0.0 <= score_iitc(records)["picture_acc"] <= 1.0
     assert chance_responses(iitc, seed=0) == responses
 

@@ -136,7 +136,9 @@ def test_score_iitc_denominator_is_all_lines() -> None:
     ) / 4
     assert scores["rouge_l"] == pytest.approx(expected_rouge)
     # hand values: 1: union{the,cat}=2, m=2, n=4 -> P=.5 R=1 -> 2/3; 3: union{the}=1, m=2, n=3 -> P=1/3 R=1/2
-    assert expected_rouge == pytest.approx((2 / 3 + 0 + 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2) + 1) / 4, abs=1e-7)
+    assert expected_rouge == pytest.approx(
+        (2 / 3 + 0 + 2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2) + 1) / 4, abs=1e-7
+    )
     assert scores["n"] == 4 and scores["text_failures"] == 1
 
 

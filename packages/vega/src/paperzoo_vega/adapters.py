@@ -62,12 +62,16 @@ def load_images(sample: VegaSample) -> list[Any]:
     return out
 
 
-def encode_prompts(processor: Any, samples: Sequence[VegaSample], style: str = "official") -> tuple[list[str], list[Any]]:
+def encode_prompts(
+    processor: Any, samples: Sequence[VegaSample], style: str = "official"
+) -> tuple[list[str], list[Any]]:
     """Chat-template prompt strings and the flat list of images they reference, in order."""
     texts, images = [], []
     for sample in samples:
         texts.append(
-            processor.apply_chat_template(chat_messages(sample, style), add_generation_prompt=True, tokenize=False)
+            processor.apply_chat_template(
+                chat_messages(sample, style), add_generation_prompt=True, tokenize=False
+            )
         )
         images.extend(load_images(sample))
     return texts, images
@@ -93,7 +97,9 @@ class TransformersAdapter:
         tokenizer.padding_side = "left"
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: str = "auto", device: str = "cpu", **kwargs: Any) -> TransformersAdapter:
+    def from_pretrained(
+        cls, path: str | Path, *, dtype: str = "auto", device: str = "cpu", **kwargs: Any
+    ) -> TransformersAdapter:
         """Load a local checkpoint (any ``AutoModelForImageTextToText`` model and its ``AutoProcessor``)."""
         import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -109,7 +115,9 @@ class TransformersAdapter:
         inputs = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
         inputs = inputs.to(self.model.device)
         with torch.inference_mode():
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, **self.generation_kwargs)
+            output = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, **self.generation_kwargs
+            )
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
         decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
         return [text.strip() for text in decoded]
@@ -118,7 +126,9 @@ class TransformersAdapter:
 class QwenVLChatAdapter:
     """Qwen-VL-Chat as ``eval/IITC.py`` runs it: ``model.chat(tokenizer, query=..., history=None)``."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, name: str = "qwen-vl-chat", style: str = "official") -> None:
+    def __init__(
+        self, model: Any, tokenizer: Any, *, name: str = "qwen-vl-chat", style: str = "official"
+    ) -> None:
         self.model, self.tokenizer, self.name, self.style = model, tokenizer, name, style
 
     def generate(self, samples: Sequence[VegaSample]) -> list[str]:
@@ -195,7 +205,9 @@ class OpenAIAdapter:
 class CallableAdapter:
     """Wrap ``fn(query, images) -> response``."""
 
-    def __init__(self, fn: Callable[[str, list[Path]], str], *, name: str = "callable", style: str = "official") -> None:
+    def __init__(
+        self, fn: Callable[[str, list[Path]], str], *, name: str = "callable", style: str = "official"
+    ) -> None:
         self.fn, self.name, self.style = fn, name, style
 
     def generate(self, samples: Sequence[VegaSample]) -> list[str]:

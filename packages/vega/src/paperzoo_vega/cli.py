@@ -40,12 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     va.add_argument("--skip-bad", action="store_true", help="report and skip bad records instead of stopping")
     va.add_argument("--no-image-check", action="store_true", help="do not check that image files exist")
 
-    sc = commands.add_parser("score", help="score an output JSONL (records + 'response') as the official scripts")
+    sc = commands.add_parser(
+        "score", help="score an output JSONL (records + 'response') as the official scripts"
+    )
     sc.add_argument("file", type=Path)
     sc.add_argument("--task", choices=["iitc", "ita"], help="default: iitc when records have truth_fig_idx")
 
     bu = commands.add_parser("build", help="build IITC/ITA files from a folder of document JSONs")
-    bu.add_argument("documents", type=Path, help="folder of *.json documents (format: paperzoo_vega.construct)")
+    bu.add_argument(
+        "documents", type=Path, help="folder of *.json documents (format: paperzoo_vega.construct)"
+    )
     bu.add_argument("--images", type=Path, required=True, help="root the figure paths are relative to")
     bu.add_argument("--out", type=Path, required=True)
     bu.add_argument("--budget", type=int, default=4096, help="context tokens (4096 or 8192 in the paper)")
@@ -57,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     bu.add_argument("--seed", type=int, default=0)
     bu.add_argument("--split", default="train")
 
-    sy = commands.add_parser("synthetic", help="write the seeded synthetic corpus (documents + rendered figures)")
+    sy = commands.add_parser(
+        "synthetic", help="write the seeded synthetic corpus (documents + rendered figures)"
+    )
     sy.add_argument("out", type=Path)
     sy.add_argument("--documents", type=int, default=20)
     sy.add_argument("--seed", type=int, default=0)
@@ -66,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("evaluate", help="run a model on a release file (resumable) and score it")
     ev.add_argument("file", type=Path)
     ev.add_argument("--model", required=True, help="see MODEL above")
-    ev.add_argument("--out", type=Path, required=True, help="run folder (rerun with the same folder to resume)")
+    ev.add_argument(
+        "--out", type=Path, required=True, help="run folder (rerun with the same folder to resume)"
+    )
     ev.add_argument("--images", type=Path, help="image root (default: the file's folder)")
     ev.add_argument("--prompt", default="official", choices=PROMPT_STYLES)
     ev.add_argument("--batch-size", type=int, default=4)
@@ -95,12 +103,19 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--lora-r", type=int, default=0, help="LoRA rank through peft (0: full fine-tuning)")
     tr.add_argument("--bf16", action="store_true")
     tr.add_argument("--cpu", action="store_true", help="train on the CPU")
-    for sub in (va, sc, bu, sy, ev, tr):  # --debug is read by run_cli from argv; accept it after the command too
+    for sub in (
+        va,
+        sc,
+        bu,
+        sy,
+        ev,
+        tr,
+    ):  # --debug is read by run_cli from argv; accept it after the command too
         add_debug_flag(sub)
     return parser
 
 
-def _dataset(path: Path, images: Path | None, skip_bad: bool, check: bool = True, limit: int | None = None):  # noqa: ANN202
+def _dataset(path: Path, images: Path | None, skip_bad: bool, check: bool = True, limit: int | None = None):
     from paperzoo_vega.data import read_vega_jsonl
 
     data = read_vega_jsonl(path, image_root=images, on_error="skip" if skip_bad else "raise", check_images=check,
@@ -110,7 +125,7 @@ def _dataset(path: Path, images: Path | None, skip_bad: bool, check: bool = True
     return data
 
 
-def _adapter(args: argparse.Namespace):  # noqa: ANN202
+def _adapter(args: argparse.Namespace):
     from paperzoo_vega import adapters
 
     kind, sep, rest = args.model.partition(":")
@@ -122,12 +137,16 @@ def _adapter(args: argparse.Namespace):  # noqa: ANN202
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(rest, trust_remote_code=True)
-        model = AutoModelForCausalLM.from_pretrained(rest, device_map=args.device, trust_remote_code=True).eval()
+        model = AutoModelForCausalLM.from_pretrained(
+            rest, device_map=args.device, trust_remote_code=True
+        ).eval()
         return adapters.QwenVLChatAdapter(model, tokenizer, style=args.prompt)
     if sep and kind == "openai":
         name, at, url = rest.rpartition("@")
         if not at or not name:
-            raise UserError(f"--model openai:NAME@URL, e.g. openai:my-model@http://127.0.0.1:8000/v1; got {args.model!r}")
+            raise UserError(
+                f"--model openai:NAME@URL, e.g. openai:my-model@http://127.0.0.1:8000/v1; got {args.model!r}"
+            )
         return adapters.OpenAIAdapter(url, name, style=args.prompt, max_tokens=args.max_new_tokens,
                                       concurrency=args.concurrency)  # fmt: skip
     raise UserError(f"unknown --model {args.model!r}; use hf:PATH, qwen-vl-chat:PATH or openai:NAME@URL")
@@ -157,7 +176,10 @@ def _train(args: argparse.Namespace) -> int:
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         path = args.model[3:]
-        model, processor = AutoModelForImageTextToText.from_pretrained(path), AutoProcessor.from_pretrained(path)
+        model, processor = (
+            AutoModelForImageTextToText.from_pretrained(path),
+            AutoProcessor.from_pretrained(path),
+        )
     else:
         raise UserError(f"train --model must be hf:PATH or tiny, got {args.model!r}")
     targs = TrainArgs(
@@ -200,7 +222,9 @@ def _main(argv: list[str]) -> int:
     if args.command == "synthetic":
         from paperzoo_vega.synthetic import generate_documents
 
-        docs, images = generate_documents(args.out, n_documents=args.documents, seed=args.seed, split=args.split)
+        docs, images = generate_documents(
+            args.out, n_documents=args.documents, seed=args.seed, split=args.split
+        )
         print(f"documents: {docs}\nimages: {images}")
         return 0
     if args.command == "evaluate":
@@ -209,7 +233,11 @@ def _main(argv: list[str]) -> int:
         data = _dataset(args.file, args.images, args.skip_bad, limit=args.limit)
         summary = run_evaluation(data, _adapter(args), args.out, batch_size=args.batch_size,
                                  progress=not args.no_progress)  # fmt: skip
-        print(json.dumps({"resumed": summary.resumed, "generated": summary.generated, **summary.scores}, indent=2))
+        print(
+            json.dumps(
+                {"resumed": summary.resumed, "generated": summary.generated, **summary.scores}, indent=2
+            )
+        )
         return 0
     if args.command == "train":
         return _train(args)

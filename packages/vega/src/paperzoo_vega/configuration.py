@@ -23,8 +23,13 @@ class CorpusConfig:
     def __post_init__(self) -> None:
         if self.train_documents < 3 or self.test_documents < 3:
             raise ValueError("train_documents and test_documents must be >= 3 (ITA needs 3 papers)")
-        if len(self.figures_per_document) != 2 or not 2 <= self.figures_per_document[0] <= self.figures_per_document[1]:
-            raise ValueError(f"figures_per_document must be [lo, hi] with 2 <= lo <= hi, got {self.figures_per_document}")
+        if (
+            len(self.figures_per_document) != 2
+            or not 2 <= self.figures_per_document[0] <= self.figures_per_document[1]
+        ):
+            raise ValueError(
+                f"figures_per_document must be [lo, hi] with 2 <= lo <= hi, got {self.figures_per_document}"
+            )
 
 
 @dataclass

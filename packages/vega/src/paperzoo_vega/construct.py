@@ -139,7 +139,9 @@ class BuildReport:
             f"dropped to fit the budget: {self.trimmed_paragraphs} paragraphs, {self.trimmed_figures} figures"
         )
         if self.filtered:
-            lines.append("filtered questions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.filtered.items())))
+            lines.append(
+                "filtered questions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.filtered.items()))
+            )
         else:
             lines.append("filtered questions: none")
         return "\n".join(lines)
@@ -170,7 +172,9 @@ def parse_document(data: Any, source: str) -> Document:
         raise DataError(f"{source}: figure numbers repeat: {numbers}")
     if not isinstance(data["paragraphs"], list) or not all(isinstance(p, str) for p in data["paragraphs"]):
         raise DataError(f"{source}: 'paragraphs' must be a list of strings")
-    return Document(str(data["id"]), str(data.get("title", "")), list(data["paragraphs"]), figures, qa, source)
+    return Document(
+        str(data["id"]), str(data.get("title", "")), list(data["paragraphs"]), figures, qa, source
+    )
 
 
 def read_documents(folder: str | Path) -> list[Document]:
@@ -276,7 +280,9 @@ def build_iitc_sample(
     if qa.figure not in by_number:
         return reject("unknown_figure")
     exists = {
-        f.number: safe_join(image_root, f.path, source=doc.source or doc.id, entry=f"figure {f.number}").is_file()
+        f.number: safe_join(
+            image_root, f.path, source=doc.source or doc.id, entry=f"figure {f.number}"
+        ).is_file()
         for f in doc.figures
     }
     if not exists[qa.figure]:
@@ -344,7 +350,13 @@ def build_iitc(
     for doc in tqdm(documents, desc="IITC", disable=not progress):
         for qa in doc.qa:
             record = build_iitc_sample(
-                doc, qa, cfg=cfg, rng=rng, image_root=Path(image_root), report=report, count_tokens=count_tokens
+                doc,
+                qa,
+                cfg=cfg,
+                rng=rng,
+                image_root=Path(image_root),
+                report=report,
+                count_tokens=count_tokens,
             )
             if record is not None:
                 records.append(record)

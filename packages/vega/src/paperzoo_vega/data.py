@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from paperzoo_shared.data import safe_join
 from paperzoo_shared.data.errors import DataError, DataFileNotFoundError
-from paperzoo_vega.modeling_vega import Task, check_context, context_images
+from paperzoo_vega.modeling_vega import Task, check_context
 
 log = logging.getLogger(__name__)
 
@@ -180,12 +180,18 @@ def read_vega_jsonl(
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{line_number}: not valid JSON ({err.msg}, column {err.colno})") from None
+                    raise DataError(
+                        f"{path}:{line_number}: not valid JSON ({err.msg}, column {err.colno})"
+                    ) from None
                 if task is None and isinstance(record, dict):
                     task = _task_of_record(record)
                 samples.append(
                     parse_record(
-                        record, task or "iitc", image_root=root, source=path, line=line_number,
+                        record,
+                        task or "iitc",
+                        image_root=root,
+                        source=path,
+                        line=line_number,
                         check_images=check_images,
                     )  # fmt: skip
                 )
@@ -216,7 +222,6 @@ __all__ = [
     "ITA_FIELDS",
     "VegaDataset",
     "VegaSample",
-    "context_images",
     "parse_record",
     "read_vega_jsonl",
     "task_of_file",

@@ -82,14 +82,19 @@ def run_evaluation(
     resumed = len(wanted & finished.keys())
     todo = [s for s in samples if s.key not in finished]
     start = time.perf_counter()
-    with path.open("a", encoding="utf-8") as handle, tqdm(
-        total=len(samples), initial=resumed, desc=f"{task.upper()} {adapter.name}", disable=not progress
-    ) as bar:
+    with (
+        path.open("a", encoding="utf-8") as handle,
+        tqdm(
+            total=len(samples), initial=resumed, desc=f"{task.upper()} {adapter.name}", disable=not progress
+        ) as bar,
+    ):
         for i in range(0, len(todo), batch_size):
             batch = todo[i : i + batch_size]
             responses = adapter.generate(batch)
             if len(responses) != len(batch):
-                raise RuntimeError(f"adapter {adapter.name} returned {len(responses)} responses for {len(batch)}")
+                raise RuntimeError(
+                    f"adapter {adapter.name} returned {len(responses)} responses for {len(batch)}"
+                )
             for sample, response in zip(batch, responses):
                 record = {**sample.record, "response": response, KEY: sample.key}
                 finished[sample.key] = record

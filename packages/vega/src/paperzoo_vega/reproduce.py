@@ -15,8 +15,7 @@ from paperzoo_shared.repro import ReproRequest, RowResult, TableResult
 from paperzoo_vega.configuration import RowConfig, VegaConfig
 from paperzoo_vega.construct import BuildConfig, build_dataset
 from paperzoo_vega.data import VegaDataset, read_vega_jsonl
-from paperzoo_vega.modeling_vega import context_images
-from paperzoo_vega.scoring import score_iitc, score_ita
+from paperzoo_vega.scoring import read_output_file, score_iitc, score_ita
 from paperzoo_vega.synthetic import COLOURS, KINDS, generate_documents
 
 PERCENT = ("picture_acc", "ita_acc")
@@ -52,14 +51,21 @@ def build_synthetic_release(cfg: VegaConfig, work: Path) -> dict[str, VegaDatase
     )
     out: dict[str, VegaDataset] = {}
     c = cfg.corpus
-    for split, n, seed in (("train", c.train_documents, c.train_seed), ("test", c.test_documents, c.test_seed)):
+    for split, n, seed in (
+        ("train", c.train_documents, c.train_seed),
+        ("test", c.test_documents, c.test_seed),
+    ):
         docs, images = generate_documents(
             work / split, n_documents=n, seed=seed, split=split,
             figures_per_document=tuple(c.figures_per_document),  # type: ignore[arg-type]
             filler_paragraphs=c.filler_paragraphs, image_size=c.image_size,
         )  # fmt: skip
-        build_dataset(docs, images, work / split / "release", build, split=split, scale_name="mini", progress=False)
-        out[f"iitc_{split}"] = read_vega_jsonl(work / split / "release" / f"IITC_mini_{split}.json", image_root=images)
+        build_dataset(
+            docs, images, work / split / "release", build, split=split, scale_name="mini", progress=False
+        )
+        out[f"iitc_{split}"] = read_vega_jsonl(
+            work / split / "release" / f"IITC_mini_{split}.json", image_root=images
+        )
         n_ita = cfg.construction.ita_pictures[0]
         out[f"ita_{split}"] = read_vega_jsonl(
             work / split / "release" / f"ITA_{n_ita}picture_{split}.json", image_root=images
@@ -97,12 +103,16 @@ def _metrics(iitc_records: list[dict], ita_records: list[dict]) -> dict[str, flo
     }
 
 
-def run_row(row: RowConfig, cfg: VegaConfig, data: dict[str, VegaDataset], seed: int, work: Path) -> dict[str, float]:
+def run_row(
+    row: RowConfig, cfg: VegaConfig, data: dict[str, VegaDataset], seed: int, work: Path
+) -> dict[str, float]:
     """Train (unless ``chance``) and evaluate one row at one seed."""
     test_iitc, test_ita = list(data["iitc_test"]), list(data["ita_test"])
     if not any(w > 0 for w in row.weights.values()):
         iitc = [{**s.record, "response": r} for s, r in zip(test_iitc, chance_responses(test_iitc, seed))]
-        ita = [{**s.record, "response": r} for s, r in zip(test_ita, chance_responses(test_ita, seed, ita=True))]
+        ita = [
+            {**s.record, "response": r} for s, r in zip(test_ita, chance_responses(test_ita, seed, ita=True))
+        ]
         return _metrics(iitc, ita)
     import torch
 
@@ -132,15 +142,15 @@ def run_row(row: RowConfig, cfg: VegaConfig, data: dict[str, VegaDataset], seed:
     # the processor depends only on the corpus words, so every row and seed shares the encoded examples
     cache = _ENCODED.setdefault(json.dumps([words, m.prompt_style, cfg.corpus.image_size]), {})
     model = train(model, processor, examples, args, style=m.prompt_style, progress=cfg.progress, cache=cache)
-    adapter = TransformersAdapter(model, processor, name=row.id, style=m.prompt_style, max_new_tokens=m.max_new_tokens)
+    adapter = TransformersAdapter(
+        model, processor, name=row.id, style=m.prompt_style, max_new_tokens=m.max_new_tokens
+    )
     runs = {}
     for task in ("iitc", "ita"):
         summary = run_evaluation(
             data[f"{task}_test"], adapter, work / f"eval-{row.id}-{seed}-{task}",
             batch_size=m.eval_batch_size, progress=cfg.progress,
         )  # fmt: skip
-        from paperzoo_vega.scoring import read_output_file
-
         runs[task] = read_output_file(summary.out_dir / "responses.jsonl")
     return _metrics(runs["iitc"], runs["ita"])
 
@@ -198,7 +208,6 @@ def _mini(request: ReproRequest, cfg: VegaConfig) -> TableResult:
 
 def _full(request: ReproRequest, cfg: VegaConfig) -> TableResult:
     from paperzoo_shared.errors import UserError
-
     from paperzoo_vega.adapters import TransformersAdapter
     from paperzoo_vega.evaluate import run_evaluation
 
@@ -214,7 +223,9 @@ def _full(request: ReproRequest, cfg: VegaConfig) -> TableResult:
     metrics: dict[str, float] = {}
     for name in f.test_files:
         dataset = read_vega_jsonl(Path(f.data_root) / name, on_error="skip")
-        summary = run_evaluation(dataset, adapter, request.out_dir / "runs" / Path(name).stem, batch_size=f.batch_size)
+        summary = run_evaluation(
+            dataset, adapter, request.out_dir / "runs" / Path(name).stem, batch_size=f.batch_size
+        )
         if dataset.task == "iitc":
             metrics.update({k: summary.scores[k] for k in ("rouge_l", "rouge_l_standard", "bleu")})
             metrics["picture_acc"] = 100.0 * summary.scores["picture_acc"]
@@ -222,7 +233,9 @@ def _full(request: ReproRequest, cfg: VegaConfig) -> TableResult:
             metrics["ita_acc"] = 100.0 * summary.scores["accuracy"]
     row = RowResult.from_seed_metrics("vega_base_4k", f"{Path(f.model_path).name}", {request.seeds[0]: metrics},
                                       paper_row="vega_base_4k")  # fmt: skip
-    return TableResult(rows=[row], config=cfg, notes=[f"files: {', '.join(f.test_files)}; prompt {f.prompt_style}"])
+    return TableResult(
+        rows=[row], config=cfg, notes=[f"files: {', '.join(f.test_files)}; prompt {f.prompt_style}"]
+    )
 
 
-__all__ = ["build_synthetic_release", "chance_responses", "context_images", "reproduce", "run_row"]
+__all__ = ["build_synthetic_release", "chance_responses", "reproduce", "run_row"]

@@ -115,7 +115,9 @@ def generate_documents(
         fillers = [FILLER[int(i)] for i in rng.choice(len(FILLER), size=filler_paragraphs, replace=False)]
         for text in fillers:  # distractor text at random places
             paragraphs.insert(int(rng.integers(0, len(paragraphs) + 1)), text)
-        qa.append({"figure": 1, "question": OFF_TOPIC_QUESTIONS[d % 2], "answer": "It is described in the text ."})
+        qa.append(
+            {"figure": 1, "question": OFF_TOPIC_QUESTIONS[d % 2], "answer": "It is described in the text ."}
+        )
         doc = {"id": doc_id, "title": f"A study of {TOPICS[int(topics[0])]}", "paragraphs": paragraphs,
                "figures": figures, "qa": qa}  # fmt: skip
         (docs_dir / f"{doc_id}.json").write_text(json.dumps(doc, indent=1), encoding="utf-8")

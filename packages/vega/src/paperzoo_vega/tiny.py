@@ -45,7 +45,9 @@ class TinyConfig:
         if self.hidden % self.heads or self.heads % self.kv_heads:
             raise ValueError("hidden must divide by heads and heads by kv_heads")
         if self.image_side % 28:
-            raise ValueError(f"image_side must be a multiple of 28 (patch 14 x merge 2), got {self.image_side}")
+            raise ValueError(
+                f"image_side must be a multiple of 28 (patch 14 x merge 2), got {self.image_side}"
+            )
 
 
 def vocabulary(texts: Iterable[str]) -> list[str]:
@@ -93,7 +95,9 @@ def build_tokenizer(words: Iterable[str]) -> Any:
     )
 
 
-def build_tiny_qwen2_vl(words: Iterable[str], cfg: TinyConfig | None = None, seed: int = 0) -> tuple[Any, Any]:
+def build_tiny_qwen2_vl(
+    words: Iterable[str], cfg: TinyConfig | None = None, seed: int = 0
+) -> tuple[Any, Any]:
     """A randomly initialised tiny ``Qwen2VLForConditionalGeneration`` and its ``Qwen2VLProcessor``."""
     import torch
     from transformers import (
@@ -111,7 +115,9 @@ def build_tiny_qwen2_vl(words: Iterable[str], cfg: TinyConfig | None = None, see
         min_pixels=pixels, max_pixels=pixels, patch_size=14, merge_size=2, temporal_patch_size=2
     )
     try:  # transformers 5 builds a video processor when none is given; 4.x accepts None
-        processor = Qwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+        processor = Qwen2VLProcessor(
+            image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE
+        )
     except (TypeError, ValueError):
         from transformers import Qwen2VLVideoProcessor
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,7 +58,9 @@ class TrainArgs:
 def encode_example(processor: Any, sample: VegaSample, style: str = "official") -> dict[str, Any]:
     """Token ids, labels (-100 on the prompt) and image tensors of one training example."""
     tokenizer = processor.tokenizer
-    prompt = processor.apply_chat_template(chat_messages(sample, style), add_generation_prompt=True, tokenize=False)
+    prompt = processor.apply_chat_template(
+        chat_messages(sample, style), add_generation_prompt=True, tokenize=False
+    )
     images = load_images(sample)
     inputs = processor(text=[prompt], images=images or None, return_tensors="pt")
     prompt_ids = inputs["input_ids"][0].tolist()
@@ -166,7 +167,8 @@ def train(
         except ImportError as err:
             raise ImportError("LoRA needs peft: pip install 'paperzoo-vega[train]'") from err
         model = get_peft_model(
-            model, LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, target_modules=list(args.lora_targets))
+            model,
+            LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, target_modules=list(args.lora_targets)),
         )
     training_args = TrainingArguments(
         output_dir=args.output_dir,
