@@ -5,18 +5,28 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from paperzoo_csfiqa.cli import main
+
 from paperzoo_shared.registry import get_paper
 from paperzoo_shared.repro import run_reproduction
 
 
 def test_smoke_preset_end_to_end_and_resume(tmp_path):
     paper = get_paper("csfiqa")
-    [(json_path, markdown)] = run_reproduction(paper, preset="smoke", out_dir=tmp_path, command="pytest smoke")
+    [(json_path, markdown)] = run_reproduction(
+        paper, preset="smoke", out_dir=tmp_path, command="pytest smoke"
+    )
     results = json.loads(json_path.read_text())
     rows = {row["id"]: row for row in results["rows"]}
-    assert list(rows) == ["brisque", "cnn", "vit", "csfiqa", "csfiqa_no_sfa", "csfiqa_no_scl", "csfiqa_no_nsm"]
+    assert list(rows) == [
+        "brisque",
+        "cnn",
+        "vit",
+        "csfiqa",
+        "csfiqa_no_sfa",
+        "csfiqa_no_scl",
+        "csfiqa_no_nsm",
+    ]
     for row in rows.values():
         assert set(row["metrics"]) == {"srcc", "plcc", "plcc4", "srcc_sot"}
         assert -1 <= row["metrics"]["srcc"]["mean"] <= 1

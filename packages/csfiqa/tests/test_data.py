@@ -8,8 +8,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from scipy.io import savemat
-
 from paperzoo_csfiqa.data import (
     DISTORTIONS,
     LIVE_FOLDERS,
@@ -18,11 +16,13 @@ from paperzoo_csfiqa.data import (
     TrainCrops,
     build_synthetic,
     distort,
+    multi_crop_boxes,
     read_dataset,
     scale_dependence,
     split_indices,
-    multi_crop_boxes,
 )
+from scipy.io import savemat
+
 from paperzoo_shared.data import DataError
 
 
@@ -96,7 +96,9 @@ def make_livec(root: Path) -> None:
         _image(root / "Images" / name)
     (root / "Data").mkdir(parents=True, exist_ok=True)
     savemat(root / "Data" / "AllImages_release.mat", {"AllImages_release": _cell(names)})
-    savemat(root / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.linspace(20, 80, len(names))[None, :]})
+    savemat(
+        root / "Data" / "AllMOS_release.mat", {"AllMOS_release": np.linspace(20, 80, len(names))[None, :]}
+    )
 
 
 def make_koniq10k(root: Path) -> None:
@@ -165,7 +167,9 @@ def test_reader_details(tmp_path):
     live = read_dataset("live", tmp_path / "live")
     assert live.samples[0].name == "jp2k/img2.bmp"  # entry 1 is a reference (orgs = 1)
     make_livec(tmp_path / "livec")
-    assert read_dataset("livec", tmp_path / "livec").samples[0].name == "3.JPG"  # the 7 training images skipped
+    assert (
+        read_dataset("livec", tmp_path / "livec").samples[0].name == "3.JPG"
+    )  # the 7 training images skipped
     make_tid2013(tmp_path / "tid")
     assert read_dataset("tid2013", tmp_path / "tid").samples[0].ref == "i01"
 
@@ -184,7 +188,13 @@ def _break(path: Path, line: int, new: str) -> None:
         ("csiq", "csiq_label.txt", 4, "missing.AWGN.1.png 0.2", "not found"),
         ("tid2013", "mos_with_names.txt", 2, "nan i01_02_1.bmp", "not a finite number"),
         ("kadid10k", "dmos.csv", 3, "I01_02_01.png,I01.png,four,0.1", "dmos 'four' is not a number"),
-        ("koniq10k", "koniq10k_scores_and_distributions.csv", 2, "../../etc/passwd,0,0,0,0,0,0,1,1,1", "leaves the data root"),
+        (
+            "koniq10k",
+            "koniq10k_scores_and_distributions.csv",
+            2,
+            "../../etc/passwd,0,0,0,0,0,0,1,1,1",
+            "leaves the data root",
+        ),
         ("flive", "labels_image.csv", 4, "AVA__0.jpg,61,4,4,True", "duplicate entry 'AVA__0.jpg'"),
     ],
 )
@@ -202,7 +212,9 @@ def test_undecodable_image_is_reported_with_its_score_line(tmp_path):
     make_csiq(tmp_path)
     (tmp_path / "dst_imgs_all" / "aerial_city.AWGN.1.png").write_bytes(b"not a png")
     dataset = read_dataset("csiq", tmp_path)
-    with pytest.raises(DataError, match=r"csiq_label\.txt:5: image aerial_city\.AWGN\.1\.png: could not decode"):
+    with pytest.raises(
+        DataError, match=r"csiq_label\.txt:5: image aerial_city\.AWGN\.1\.png: could not decode"
+    ):
         dataset.load(4)
 
 
@@ -225,7 +237,9 @@ def test_split_is_content_disjoint_and_reproducible():
         assert not by_part["train"] & by_part["test"] and not by_part["val"] & by_part["test"]
         assert not by_part["train"] & by_part["val"]
         assert sorted(sum(parts.values(), [])) == list(range(len(refs)))
-        assert len(by_part["train"]) + len(by_part["val"]) == 11 and len(by_part["test"]) == 3  # round(0.8 * 14)
+        assert (
+            len(by_part["train"]) + len(by_part["val"]) == 11 and len(by_part["test"]) == 3
+        )  # round(0.8 * 14)
         assert len(by_part["val"]) == 1
         assert split_indices(refs, seed, 0.8, 0.1) == parts
     assert split_indices(refs, 0, 0.8)["test"] != split_indices(refs, 1, 0.8)["test"]

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-
 from paperzoo_csfiqa.configuration import LossConfig
 from paperzoo_csfiqa.losses import (
     csfiqa_loss,
@@ -48,7 +47,9 @@ def test_info_nce_equals_hand_computation():
         neg = [s[i][j] for j, flag in enumerate(negatives[i].tolist()) if flag]
         for p, flag in enumerate(row):
             if flag:
-                terms.append(-math.log(math.exp(s[i][p]) / (math.exp(s[i][p]) + sum(math.exp(n) for n in neg))))
+                terms.append(
+                    -math.log(math.exp(s[i][p]) / (math.exp(s[i][p]) + sum(math.exp(n) for n in neg)))
+                )
     expected = sum(terms) / len(terms)
     got = info_nce(anchors, candidates, positives, negatives, tau)
     assert got.item() == pytest.approx(expected, rel=1e-6)
@@ -140,13 +141,15 @@ def test_total_loss_weights_and_switches():
     assert terms.total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms.mos.item() == pytest.approx((0.2 + 0.1 + 0.05) / 3, rel=1e-6)
     off = csfiqa_loss(Out, mos, LossConfig(use_scl=False, use_nsm=False))
-    assert off.total.item() == pytest.approx(terms.mos.item()) and off.intra.item() == 0 and off.nsm.item() == 0
+    assert (
+        off.total.item() == pytest.approx(terms.mos.item()) and off.intra.item() == 0 and off.nsm.item() == 0
+    )
 
 
 def test_regression_loss_rejects_broadcasting():
     with pytest.raises(ValueError, match="shape"):
         mos_regression_loss(torch.zeros(4, 1), torch.zeros(4))
     assert mos_regression_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0]), "mse").item() == 5.0
-    assert mos_regression_loss(torch.tensor([0.5, 3.0]), torch.tensor([0.0, 0.0]), "smooth_l1").item() == pytest.approx(
-        (0.5 * 0.25 + 2.5) / 2
-    )
+    assert mos_regression_loss(
+        torch.tensor([0.5, 3.0]), torch.tensor([0.0, 0.0]), "smooth_l1"
+    ).item() == pytest.approx((0.5 * 0.25 + 2.5) / 2)

@@ -8,7 +8,6 @@ import dataclasses
 import pytest
 import timm
 import torch
-
 from paperzoo_csfiqa.configuration import EncoderConfig, LossConfig, ModelConfig, SFAConfig
 from paperzoo_csfiqa.losses import csfiqa_loss
 from paperzoo_csfiqa.modeling_csfiqa import (
@@ -23,10 +22,26 @@ from paperzoo_csfiqa.modeling_csfiqa import (
 
 
 def tiny_config(block: str = "small", **sfa) -> ModelConfig:
-    encoder = EncoderConfig(img_size=32, img_scale=[1.0, 1.0], patch_sizes=[8, 16], embed_dims=[16, 32],
-                            depth=[[1, 1, 0]], num_heads=[2, 2], mlp_ratio=[2.0, 2.0, 1.0], drop_path_rate=0.0)
-    sfa_config = SFAConfig(dim=32, top_k=None, keep_ratio=0.5, frozen_block=block, block_dim=16, block_heads=2,
-                           block_intermediate=24, **sfa)
+    encoder = EncoderConfig(
+        img_size=32,
+        img_scale=[1.0, 1.0],
+        patch_sizes=[8, 16],
+        embed_dims=[16, 32],
+        depth=[[1, 1, 0]],
+        num_heads=[2, 2],
+        mlp_ratio=[2.0, 2.0, 1.0],
+        drop_path_rate=0.0,
+    )
+    sfa_config = SFAConfig(
+        dim=32,
+        top_k=None,
+        keep_ratio=0.5,
+        frozen_block=block,
+        block_dim=16,
+        block_heads=2,
+        block_intermediate=24,
+        **sfa,
+    )
     return ModelConfig(encoder=encoder, sfa=sfa_config, embed_dim=8, head_hidden=16, nsm_grid=2)
 
 
@@ -71,7 +86,9 @@ def test_frozen_block_is_unchanged_after_a_training_step(block):
     model = CSFIQA(tiny_config(block))
     frozen = {k: v.clone() for k, v in model.focuser.block.state_dict().items()}
     trainable = {k: v.clone() for k, v in model.focuser.proj_in.state_dict().items()}
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.05)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.05
+    )
     model.train()
     assert not model.focuser.block.training  # the frozen block stays in eval mode
     images, mos = torch.randn(4, 3, 32, 32), torch.tensor([0.0, 0.1, 0.8, 0.95])
@@ -91,7 +108,9 @@ def test_frozen_block_weights_come_from_the_block_seed():
     b = CSFIQA(tiny_config("small"))
     for (k, va), vb in zip(a.focuser.block.state_dict().items(), b.focuser.block.state_dict().values()):
         assert torch.equal(va, vb), k
-    c = CSFIQA(dataclasses.replace(tiny_config("small"), sfa=dataclasses.replace(tiny_config().sfa, block_seed=7)))
+    c = CSFIQA(
+        dataclasses.replace(tiny_config("small"), sfa=dataclasses.replace(tiny_config().sfa, block_seed=7))
+    )
     assert not torch.equal(c.focuser.block.attn.qkv.weight, a.focuser.block.attn.qkv.weight)
 
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-
 from paperzoo_csfiqa.configuration import ExperimentConfig
 from paperzoo_csfiqa.data import build_synthetic, split_indices
 from paperzoo_csfiqa.reproduce import load_experiment  # noqa: F401  (import check)
 from paperzoo_csfiqa.train import select, train_run
+
 from paperzoo_shared.config import load_config
 from paperzoo_shared.lightning_resume import KillAtStep, SimulatedKill, assert_same_tensors
 from paperzoo_shared.registry import get_paper
@@ -56,17 +56,30 @@ def test_killed_run_resumes_bit_for_bit(data, tmp_path):
     full = train_run(config, "csfiqa", 1, dataset, split, tmp_path / "full")
     steps_per_epoch = len(split["train"]) * config.train.train_crops // 5
     with pytest.raises(SimulatedKill):
-        train_run(config, "csfiqa", 1, dataset, split, tmp_path / "resumed", callbacks=[KillAtStep(2 * steps_per_epoch)])
+        train_run(
+            config,
+            "csfiqa",
+            1,
+            dataset,
+            split,
+            tmp_path / "resumed",
+            callbacks=[KillAtStep(2 * steps_per_epoch)],
+        )
     assert not (tmp_path / "resumed" / "result.json").exists()
     resumed = train_run(config, "csfiqa", 1, dataset, split, tmp_path / "resumed")
     assert resumed["history"] == full["history"]
-    assert_same_tensors(torch.load(tmp_path / "full" / "final.pt", weights_only=True),
-                        torch.load(tmp_path / "resumed" / "final.pt", weights_only=True), "final weights")
+    assert_same_tensors(
+        torch.load(tmp_path / "full" / "final.pt", weights_only=True),
+        torch.load(tmp_path / "resumed" / "final.pt", weights_only=True),
+        "final weights",
+    )
 
 
 def test_ddp_two_cpu_processes_gloo(data, tmp_path):
     dataset, split = data
-    config = smoke_config("train.epochs=1", "train.batch_size=4", "train.strategy=ddp_spawn", "train.devices=2")
+    config = smoke_config(
+        "train.epochs=1", "train.batch_size=4", "train.strategy=ddp_spawn", "train.devices=2"
+    )
     result = train_run(config, "csfiqa", 0, dataset, split, tmp_path / "ddp")
     assert [h["epoch"] for h in result["history"]] == [1]
     assert (tmp_path / "ddp" / "final.pt").is_file()

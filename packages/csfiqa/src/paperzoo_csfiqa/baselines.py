@@ -25,7 +25,9 @@ _GGD_RATIO = gamma_fn(2.0 / _ALPHAS) ** 2 / (gamma_fn(1.0 / _ALPHAS) * gamma_fn(
 def mscn(gray: np.ndarray) -> np.ndarray:
     """MSCN coefficients of a float grey image on the 0-255 scale."""
     mu = cv2.GaussianBlur(gray, (7, 7), 7.0 / 6.0, borderType=cv2.BORDER_REPLICATE)
-    sigma = np.sqrt(np.abs(cv2.GaussianBlur(gray * gray, (7, 7), 7.0 / 6.0, borderType=cv2.BORDER_REPLICATE) - mu * mu))
+    sigma = np.sqrt(
+        np.abs(cv2.GaussianBlur(gray * gray, (7, 7), 7.0 / 6.0, borderType=cv2.BORDER_REPLICATE) - mu * mu)
+    )
     return (gray - mu) / (sigma + 1.0)
 
 
@@ -60,7 +62,12 @@ def brisque_features(image: np.ndarray) -> np.ndarray:
         m = mscn(gray)
         alpha, var = fit_ggd(m)
         features += [alpha, var]
-        for shifted in (m[:, 1:] * m[:, :-1], m[1:, :] * m[:-1, :], m[1:, 1:] * m[:-1, :-1], m[1:, :-1] * m[:-1, 1:]):
+        for shifted in (
+            m[:, 1:] * m[:, :-1],
+            m[1:, :] * m[:-1, :],
+            m[1:, 1:] * m[:-1, :-1],
+            m[1:, :-1] * m[:-1, 1:],
+        ):
             shape, mean, lvar, rvar = fit_aggd(shifted.ravel())
             features += [shape, mean, lvar, rvar]
         gray = cv2.resize(gray, (gray.shape[1] // 2, gray.shape[0] // 2), interpolation=cv2.INTER_CUBIC)
@@ -95,7 +102,12 @@ class SmallCNN(nn.Module):
         super().__init__()
         layers, c_in = [nn.Conv2d(3, channels[0], 3, stride=2, padding=1), nn.ReLU(inplace=True)], channels[0]
         for c in channels:
-            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(c_in, c, 3, padding=1),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             c_in = c
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c_in, 1)
@@ -109,8 +121,15 @@ class SingleScaleViT(nn.Module):
 
     def __init__(self, img_size: int, patch: int, dim: int, depth: int, heads: int):
         super().__init__()
-        self.vit = VisionTransformer(img_size=img_size, patch_size=patch, embed_dim=dim, depth=depth,
-                                     num_heads=heads, mlp_ratio=2.0, num_classes=1)
+        self.vit = VisionTransformer(
+            img_size=img_size,
+            patch_size=patch,
+            embed_dim=dim,
+            depth=depth,
+            num_heads=heads,
+            mlp_ratio=2.0,
+            num_classes=1,
+        )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.vit(images).squeeze(-1)

@@ -26,9 +26,20 @@ def _config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def _add_config(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("--config", type=Path, required=required, help="experiment YAML (configs/mini.yaml, configs/full.yaml)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted config override, e.g. data.root=/data/CSIQ")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=required,
+        help="experiment YAML (configs/mini.yaml, configs/full.yaml)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted config override, e.g. data.root=/data/CSIQ",
+    )
 
 
 def _split(config: ExperimentConfig, seed: int):
@@ -79,9 +90,11 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     for index in range(len(dataset)) if args.decode else ():
         dataset.load(index)
     refs = len(set(dataset.refs()))
-    print(f"{dataset.name}: {len(dataset)} images, {refs} references, "
-          f"{'MOS' if dataset.higher_is_better else 'DMOS'} {min(s.mos for s in dataset.samples):g}..{max(s.mos for s in dataset.samples):g}"
-          + (", every image decoded" if args.decode else ""))
+    print(
+        f"{dataset.name}: {len(dataset)} images, {refs} references, "
+        f"{'MOS' if dataset.higher_is_better else 'DMOS'} {min(s.mos for s in dataset.samples):g}..{max(s.mos for s in dataset.samples):g}"
+        + (", every image decoded" if args.decode else "")
+    )
     return 0
 
 
@@ -108,7 +121,9 @@ def cmd_scale_table(args: argparse.Namespace) -> int:
     data = DataConfig()
     table = scale_dependence(data.synthetic_refs, args.size)
     for row in table:
-        print(f"{row['distortion']:9s} L{row['level']}  SSIM-Y full {row['ssim_full']:.3f}  half {row['ssim_half']:.3f}  ({row['delta']:+.3f})")
+        print(
+            f"{row['distortion']:9s} L{row['level']}  SSIM-Y full {row['ssim_full']:.3f}  half {row['ssim_half']:.3f}  ({row['delta']:+.3f})"
+        )
     if args.out:
         print(f"plot: {plot_scale_dependence(table, args.out)}")
     return 0
@@ -132,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--part", choices=["test", "all"], default="test")
     ev.set_defaults(func=cmd_eval)
     check = sub.add_parser("check-data", help="read a dataset in its released layout and report problems")
-    check.add_argument("--source", required=True, choices=["live", "csiq", "tid2013", "kadid10k", "livec", "koniq10k", "spaq", "flive"])
+    check.add_argument(
+        "--source",
+        required=True,
+        choices=["live", "csiq", "tid2013", "kadid10k", "livec", "koniq10k", "spaq", "flive"],
+    )
     check.add_argument("--root", type=Path, required=True)
     check.add_argument("--decode", action="store_true", help="also decode every image")
     check.set_defaults(func=cmd_check_data)

@@ -72,9 +72,13 @@ class EncoderConfig:
     def __post_init__(self) -> None:
         for name in ("img_scale", "patch_sizes", "embed_dims", "num_heads"):
             if len(getattr(self, name)) != 2:
-                raise ValueError(f"encoder.{name} must have 2 entries (small, large branch), got {getattr(self, name)}")
+                raise ValueError(
+                    f"encoder.{name} must have 2 entries (small, large branch), got {getattr(self, name)}"
+                )
         if len(self.mlp_ratio) != 3:
-            raise ValueError(f"encoder.mlp_ratio must have 3 entries (small, large, cross), got {self.mlp_ratio}")
+            raise ValueError(
+                f"encoder.mlp_ratio must have 3 entries (small, large, cross), got {self.mlp_ratio}"
+            )
         for block in self.depth:
             if len(block) != 3:
                 raise ValueError(f"encoder.depth entries must be [small, large, cross], got {block}")
@@ -86,7 +90,9 @@ class EncoderConfig:
                     f"multiple of its patch size {patch}"
                 )
         if self.patch_sizes[0] >= self.patch_sizes[1]:
-            raise ValueError(f"encoder.patch_sizes must be [small, large] with small < large, got {self.patch_sizes}")
+            raise ValueError(
+                f"encoder.patch_sizes must be [small, large] with small < large, got {self.patch_sizes}"
+            )
         if self.pretrained is not None:
             self.pretrained = Path(self.pretrained).expanduser()
 
@@ -124,7 +130,9 @@ class SFAConfig:
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"sfa.top_k must be >= 1, got {self.top_k}")
         if self.block_dim % self.block_heads:
-            raise ValueError(f"sfa.block_dim {self.block_dim} is not divisible by sfa.block_heads {self.block_heads}")
+            raise ValueError(
+                f"sfa.block_dim {self.block_dim} is not divisible by sfa.block_heads {self.block_heads}"
+            )
         if self.block_checkpoint is not None:
             self.block_checkpoint = Path(self.block_checkpoint).expanduser()
 
@@ -188,9 +196,9 @@ class LossConfig:
 
 @dataclass
 class DataConfig:
-    source: Literal["synthetic", "live", "csiq", "tid2013", "kadid10k", "livec", "koniq10k", "spaq", "flive"] = (
-        "synthetic"
-    )
+    source: Literal[
+        "synthetic", "live", "csiq", "tid2013", "kadid10k", "livec", "koniq10k", "spaq", "flive"
+    ] = "synthetic"
     """``synthetic``: skim-IQA-syn built from the scikit-image images; otherwise a real dataset under ``root``."""
     root: Path | None = None
     """The dataset folder in its released layout (see :mod:`paperzoo_csfiqa.data`)."""
@@ -198,8 +206,20 @@ class DataConfig:
     """skim-IQA-syn: side of the square references (centre crop, then area resize)."""
     synthetic_refs: list[str] = field(
         default_factory=lambda: [
-            "astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right",
-            "hubble_deep_field", "ihc", "retina", "camera", "coins", "brick", "grass", "gravel",
+            "astronaut",
+            "chelsea",
+            "coffee",
+            "rocket",
+            "motorcycle_left",
+            "motorcycle_right",
+            "hubble_deep_field",
+            "ihc",
+            "retina",
+            "camera",
+            "coins",
+            "brick",
+            "grass",
+            "gravel",
         ]
     )
     """skim-IQA-syn references (grey images are replicated to 3 channels)."""

@@ -174,7 +174,9 @@ def _loadmat(path: Path, key: str) -> np.ndarray:
     except Exception as error:  # scipy raises several types for a corrupt file
         raise DataError(f"{path}: cannot be read as a MATLAB file ({error})") from error
     if key not in data:
-        raise DataError(f"{path}: has no variable {key!r} (found {[k for k in data if not k.startswith('__')]})")
+        raise DataError(
+            f"{path}: has no variable {key!r} (found {[k for k in data if not k.startswith('__')]})"
+        )
     return np.asarray(data[key])
 
 
@@ -192,7 +194,9 @@ def read_live(root: str | Path) -> IQADataset:
     expected = sum(count for _, count in LIVE_FOLDERS)
     for name, array in (("dmos_new", dmos), ("orgs", orgs), ("refnames_all", refnames)):
         if len(array) != expected:
-            raise DataError(f"{dmos_file if name != 'refnames_all' else refs_file}: {name} has {len(array)} entries, expected {expected}")
+            raise DataError(
+                f"{dmos_file if name != 'refnames_all' else refs_file}: {name} has {len(array)} entries, expected {expected}"
+            )
     samples, index = [], 0
     for folder, count in LIVE_FOLDERS:
         for number in range(1, count + 1):
@@ -202,8 +206,14 @@ def read_live(root: str | Path) -> IQADataset:
             if not orgs[index]:
                 name = f"{folder}/img{number}.bmp"
                 samples.append(
-                    IQASample(name, float(dmos[index]), refnames[index],
-                              safe_join(root, name, source=dmos_file, entry=index + 1), where=where, distortion=folder)
+                    IQASample(
+                        name,
+                        float(dmos[index]),
+                        refnames[index],
+                        safe_join(root, name, source=dmos_file, entry=index + 1),
+                        where=where,
+                        distortion=folder,
+                    )
                 )
             index += 1
     return _finish("LIVE", samples, higher_is_better=False, synthetic=True)
@@ -220,9 +230,14 @@ def read_csiq(root: str | Path) -> IQADataset:
         name, value = fields
         parts = name.split(".")
         samples.append(
-            IQASample(name, _number(value, where, "DMOS"), parts[0],
-                      safe_join(root / "dst_imgs_all", name, source=scores, entry=f"line {number}"),
-                      where=where, distortion=parts[1].lower() if len(parts) > 2 else "")
+            IQASample(
+                name,
+                _number(value, where, "DMOS"),
+                parts[0],
+                safe_join(root / "dst_imgs_all", name, source=scores, entry=f"line {number}"),
+                where=where,
+                distortion=parts[1].lower() if len(parts) > 2 else "",
+            )
         )
     return _finish("CSIQ", samples, higher_is_better=False, synthetic=True)
 
@@ -237,9 +252,14 @@ def read_tid2013(root: str | Path) -> IQADataset:
             raise DataError(f"{where}: expected '<mos> <image>', got {' '.join(fields)!r}")
         value, name = fields
         samples.append(
-            IQASample(name, _number(value, where, "MOS"), name[:3].lower(),
-                      safe_join(root / "distorted_images", name, source=scores, entry=f"line {number}"),
-                      where=where, distortion=name[4:6])
+            IQASample(
+                name,
+                _number(value, where, "MOS"),
+                name[:3].lower(),
+                safe_join(root / "distorted_images", name, source=scores, entry=f"line {number}"),
+                where=where,
+                distortion=name[4:6],
+            )
         )
     return _finish("TID2013", samples, synthetic=True)
 
@@ -252,9 +272,14 @@ def read_kadid10k(root: str | Path) -> IQADataset:
         where = f"{scores}:{number}"
         name = row["dist_img"]
         samples.append(
-            IQASample(name, _number(row["dmos"], where, "dmos"), row["ref_img"],
-                      safe_join(root / "images", name, source=scores, entry=f"line {number}"),
-                      where=where, distortion=name.split("_")[1] if "_" in name else "")
+            IQASample(
+                name,
+                _number(row["dmos"], where, "dmos"),
+                row["ref_img"],
+                safe_join(root / "images", name, source=scores, entry=f"line {number}"),
+                where=where,
+                distortion=name.split("_")[1] if "_" in name else "",
+            )
         )
     # KADID-10k's "dmos" column is a mean opinion score (1-5, higher is better) despite its name.
     return _finish("KADID-10k", samples, synthetic=True)
@@ -275,8 +300,13 @@ def read_livec(root: str | Path) -> IQADataset:
             raise DataError(f"{where}: MOS {float(mos[index])} is not a finite number")
         name = names[index]
         samples.append(
-            IQASample(name, float(mos[index]), name,
-                      safe_join(root / "Images", name, source=names_file, entry=index + 1), where=where)
+            IQASample(
+                name,
+                float(mos[index]),
+                name,
+                safe_join(root / "Images", name, source=names_file, entry=index + 1),
+                where=where,
+            )
         )
     return _finish("LIVEC", samples)
 
@@ -289,8 +319,13 @@ def read_koniq10k(root: str | Path, score: str = "MOS_zscore") -> IQADataset:
         where = f"{scores}:{number}"
         name = row["image_name"]
         samples.append(
-            IQASample(name, _number(row[score], where, score), name,
-                      safe_join(root / "1024x768", name, source=scores, entry=f"line {number}"), where=where)
+            IQASample(
+                name,
+                _number(row[score], where, score),
+                name,
+                safe_join(root / "1024x768", name, source=scores, entry=f"line {number}"),
+                where=where,
+            )
         )
     return _finish("KonIQ-10k", samples)
 
@@ -309,7 +344,10 @@ def _xlsx_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
     sheet = openpyxl.load_workbook(path, read_only=True).active
     rows = list(sheet.iter_rows(values_only=True))
     header = [str(h) for h in rows[0]]
-    return [(i, {h: "" if v is None else str(v) for h, v in zip(header, row)}) for i, row in enumerate(rows[1:], start=2)]
+    return [
+        (i, {h: "" if v is None else str(v) for h, v in zip(header, row)})
+        for i, row in enumerate(rows[1:], start=2)
+    ]
 
 
 def read_spaq(root: str | Path) -> IQADataset:
@@ -325,8 +363,13 @@ def read_spaq(root: str | Path) -> IQADataset:
         where = f"{scores}:{number}"
         name = row["Image name"]
         samples.append(
-            IQASample(name, _number(row["MOS"], where, "MOS"), name,
-                      safe_join(root / "TestImage", name, source=scores, entry=f"line {number}"), where=where)
+            IQASample(
+                name,
+                _number(row["MOS"], where, "MOS"),
+                name,
+                safe_join(root / "TestImage", name, source=scores, entry=f"line {number}"),
+                where=where,
+            )
         )
     return _finish("SPAQ", samples)
 
@@ -339,8 +382,13 @@ def read_flive(root: str | Path) -> IQADataset:
         where = f"{scores}:{number}"
         name = row["name_image"]
         samples.append(
-            IQASample(name, _number(row["mos"], where, "mos"), name,
-                      safe_join(root / "database", name, source=scores, entry=f"line {number}"), where=where)
+            IQASample(
+                name,
+                _number(row["mos"], where, "mos"),
+                name,
+                safe_join(root / "database", name, source=scores, entry=f"line {number}"),
+                where=where,
+            )
         )
     return _finish("FLIVE", samples)
 
@@ -396,7 +444,9 @@ def distort(image: np.ndarray, kind: str, value: float, rng: np.random.Generator
         out = x.mean() + value * (x - x.mean())
     elif kind == "resize":
         h, w = image.shape[:2]
-        small = cv2.resize(x, (max(1, round(w / value)), max(1, round(h / value))), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            x, (max(1, round(w / value)), max(1, round(h / value))), interpolation=cv2.INTER_AREA
+        )
         out = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     else:
         raise ValueError(f"unknown distortion {kind!r}; valid: {', '.join(DISTORTIONS)}")
@@ -445,7 +495,15 @@ def build_synthetic(refs: Sequence[str], size: int, seed: int = 0) -> IQADataset
                 name = f"{ref}_{kind}_{level}"
                 score = proxy_mos(proxy_score(image, reference), level, len(levels))
                 samples.append(
-                    IQASample(name, score, ref, image=image, where=f"skim-IQA-syn {name}", distortion=kind, level=level)
+                    IQASample(
+                        name,
+                        score,
+                        ref,
+                        image=image,
+                        where=f"skim-IQA-syn {name}",
+                        distortion=kind,
+                        level=level,
+                    )
                 )
     return IQADataset("skim-IQA-syn", samples, synthetic=True)
 
@@ -465,12 +523,21 @@ def scale_dependence(refs: Sequence[str], size: int, seed: int = 0) -> list[dict
             for level, value in enumerate(levels, start=1):
                 image = distort(reference, kind, value, rng)
                 half = cv2.resize(image, (size // 2, size // 2), interpolation=cv2.INTER_AREA)
-                rows.setdefault((kind, level), []).append((proxy_score(image, reference), proxy_score(half, half_ref)))
+                rows.setdefault((kind, level), []).append(
+                    (proxy_score(image, reference), proxy_score(half, half_ref))
+                )
     out = []
     for (kind, level), values in rows.items():
         full, half = np.mean(values, axis=0)
-        out.append({"distortion": kind, "level": level, "ssim_full": float(full), "ssim_half": float(half),
-                    "delta": float(half - full)})
+        out.append(
+            {
+                "distortion": kind,
+                "level": level,
+                "ssim_full": float(full),
+                "ssim_half": float(half),
+                "delta": float(half - full),
+            }
+        )
     return out
 
 
@@ -495,7 +562,6 @@ def split_indices(
     order = np.random.default_rng(seed).permutation(len(unique))
     n_train = min(len(unique) - 1, max(1, round(train_fraction * len(unique))))
     train_refs = [unique[i] for i in order[:n_train]]
-    test_refs = {unique[i] for i in order[n_train:]}
     n_val = round(val_fraction * len(train_refs)) if val_fraction > 0 else 0
     n_val = min(n_val, len(train_refs) - 1)
     val_refs = set(train_refs[len(train_refs) - n_val :]) if n_val else set()
@@ -523,11 +589,17 @@ def _fit(image: np.ndarray, crop: int, resize: int | None) -> np.ndarray:
     if resize is not None:
         h, w = image.shape[:2]
         scale = resize / min(h, w)
-        image = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        image = cv2.resize(
+            image,
+            (round(w * scale), round(h * scale)),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+        )
     h, w = image.shape[:2]
     if min(h, w) < crop:
         scale = crop / min(h, w)
-        image = cv2.resize(image, (max(crop, round(w * scale)), max(crop, round(h * scale))), interpolation=cv2.INTER_CUBIC)
+        image = cv2.resize(
+            image, (max(crop, round(w * scale)), max(crop, round(h * scale))), interpolation=cv2.INTER_CUBIC
+        )
     return image
 
 
@@ -538,7 +610,11 @@ def multi_crop_boxes(height: int, width: int, crop: int, n: int) -> list[tuple[i
     side = 2
     while len(boxes) < n:
         side += 1
-        boxes += [(round(y), round(x)) for y in np.linspace(0, height - crop, side) for x in np.linspace(0, width - crop, side)]
+        boxes += [
+            (round(y), round(x))
+            for y in np.linspace(0, height - crop, side)
+            for x in np.linspace(0, width - crop, side)
+        ]
     return boxes[:n]
 
 
@@ -579,10 +655,26 @@ class TrainCrops(Dataset):
     With ``crops_per_image`` > 1 every image appears that many times per epoch (DEIQT's PATCH_NUM).
     """
 
-    def __init__(self, dataset: IQADataset, indices: Sequence[int], mos: np.ndarray, crop: int, *,
-                 crops_per_image: int = 1, hflip: bool = True, seed: int = 0, resize: int | None = None):
+    def __init__(
+        self,
+        dataset: IQADataset,
+        indices: Sequence[int],
+        mos: np.ndarray,
+        crop: int,
+        *,
+        crops_per_image: int = 1,
+        hflip: bool = True,
+        seed: int = 0,
+        resize: int | None = None,
+    ):
         self.dataset, self.indices, self.mos = dataset, list(indices), mos
-        self.crop, self.repeat, self.hflip, self.seed, self.resize = crop, crops_per_image, hflip, seed, resize
+        self.crop, self.repeat, self.hflip, self.seed, self.resize = (
+            crop,
+            crops_per_image,
+            hflip,
+            seed,
+            resize,
+        )
         self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -613,9 +705,23 @@ class TrainCrops(Dataset):
 class EvalCrops(Dataset):
     """All ``n`` test crops of one image per item: (n, 3, crop, crop), and its MOS."""
 
-    def __init__(self, dataset: IQADataset, indices: Sequence[int], mos: np.ndarray, crop: int, n: int,
-                 resize: int | None = None):
-        self.dataset, self.indices, self.mos, self.crop, self.n, self.resize = dataset, list(indices), mos, crop, n, resize
+    def __init__(
+        self,
+        dataset: IQADataset,
+        indices: Sequence[int],
+        mos: np.ndarray,
+        crop: int,
+        n: int,
+        resize: int | None = None,
+    ):
+        self.dataset, self.indices, self.mos, self.crop, self.n, self.resize = (
+            dataset,
+            list(indices),
+            mos,
+            crop,
+            n,
+            resize,
+        )
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -116,14 +116,18 @@ def nsm_loss(
     """
     small, large = regions
     batch, num_regions, width = small.shape
-    chosen = nsm_pairs(small.detach(), large.detach(), config.nsm_k)  # (B, k); the choice is not differentiated
+    chosen = nsm_pairs(
+        small.detach(), large.detach(), config.nsm_k
+    )  # (B, k); the choice is not differentiated
     k = chosen.shape[1]
     anchors = torch.gather(small, 1, chosen.unsqueeze(-1).expand(-1, -1, width)).reshape(batch * k, width)
     candidates = large.reshape(batch * num_regions, width)
     _, image_negatives = mos_masks(mos, config.gamma1, config.gamma2)
     anchor_image = torch.arange(batch, device=mos.device).repeat_interleave(k)
     candidate_image = torch.arange(batch, device=mos.device).repeat_interleave(num_regions)
-    own_region = (chosen.reshape(-1)[:, None] == torch.arange(num_regions, device=mos.device).repeat(batch)[None, :])
+    own_region = (
+        chosen.reshape(-1)[:, None] == torch.arange(num_regions, device=mos.device).repeat(batch)[None, :]
+    )
     positives = (anchor_image[:, None] == candidate_image[None, :]) & own_region
     negatives = image_negatives[anchor_image][:, candidate_image]
     return info_nce(anchors, candidates, positives, negatives, config.temperature)
@@ -131,7 +135,9 @@ def nsm_loss(
 
 def mos_regression_loss(pred: torch.Tensor, mos: torch.Tensor, kind: str = "l1") -> torch.Tensor:
     if pred.shape != mos.shape:
-        raise ValueError(f"prediction shape {tuple(pred.shape)} differs from the MOS shape {tuple(mos.shape)}")
+        raise ValueError(
+            f"prediction shape {tuple(pred.shape)} differs from the MOS shape {tuple(mos.shape)}"
+        )
     if kind == "l1":
         return F.l1_loss(pred, mos)
     if kind == "smooth_l1":
@@ -150,7 +156,13 @@ class LossTerms:
     nsm: torch.Tensor
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        return {"loss": self.total, "mos": self.mos, "intra": self.intra, "inter": self.inter, "nsm": self.nsm}
+        return {
+            "loss": self.total,
+            "mos": self.mos,
+            "intra": self.intra,
+            "inter": self.inter,
+            "nsm": self.nsm,
+        }
 
 
 def csfiqa_loss(output, mos: torch.Tensor, config: LossConfig) -> LossTerms:
@@ -163,5 +175,9 @@ def csfiqa_loss(output, mos: torch.Tensor, config: LossConfig) -> LossTerms:
         inter = inter_scale_loss(output.embeddings, mos, config)
     if config.use_nsm:
         nsm = nsm_loss(output.regions, mos, config)
-    total = regression + config.scl_weight * (config.alpha * intra + config.beta * inter) + config.nsm_weight * nsm
+    total = (
+        regression
+        + config.scl_weight * (config.alpha * intra + config.beta * inter)
+        + config.nsm_weight * nsm
+    )
     return LossTerms(total, regression, intra, inter, nsm)

@@ -167,7 +167,9 @@ def build_frozen_block(config: SFAConfig) -> nn.Module:
     with torch.random.fork_rng(devices=[]):  # seeded, without moving the caller's random stream
         torch.manual_seed(config.block_seed)
         if config.frozen_block == "llama":
-            block: nn.Module = FrozenLlamaBlock(config.block_dim, config.block_heads, config.block_intermediate)
+            block: nn.Module = FrozenLlamaBlock(
+                config.block_dim, config.block_heads, config.block_intermediate
+            )
         else:
             block = Block(dim=config.block_dim, num_heads=config.block_heads, mlp_ratio=4.0, qkv_bias=True)
     if config.block_checkpoint is not None:
@@ -300,7 +302,9 @@ def parameter_breakdown(model: CSFIQA) -> dict[str, int]:
     }
     if model.config.use_sfa:
         parts["selector"] = count_parameters(model.selector)
-        parts["focuser_adapters"] = count_parameters(model.focuser.proj_in) + count_parameters(model.focuser.proj_out)
+        parts["focuser_adapters"] = count_parameters(model.focuser.proj_in) + count_parameters(
+            model.focuser.proj_out
+        )
         parts["frozen_block"] = count_parameters(model.focuser.block)
     parts["total"] = count_parameters(model)
     parts["trainable"] = count_parameters(model, trainable_only=True)

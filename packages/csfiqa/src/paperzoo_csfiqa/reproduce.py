@@ -40,7 +40,9 @@ the test split at the validation-selected epoch, paired over splits."""
 
 
 def load_experiment(request: ReproRequest) -> ExperimentConfig:
-    return load_config(ExperimentConfig, request.config_dir / f"{request.preset}.yaml", overrides=request.overrides)
+    return load_config(
+        ExperimentConfig, request.config_dir / f"{request.preset}.yaml", overrides=request.overrides
+    )
 
 
 def load_data(config: ExperimentConfig):
@@ -55,7 +57,9 @@ def _log(message: str) -> None:
     print(f"[csfiqa] {message}", file=sys.stderr, flush=True)
 
 
-def train_job(config: ExperimentConfig, method: str, seed: int, dataset, split, run_dir: Path) -> dict[str, Any]:
+def train_job(
+    config: ExperimentConfig, method: str, seed: int, dataset, split, run_dir: Path
+) -> dict[str, Any]:
     from paperzoo_csfiqa.train import train_run
 
     result = train_run(config, method, seed, dataset, split, run_dir)
@@ -86,7 +90,9 @@ def reproduce(request: ReproRequest) -> TableResult:
     data_key = config_hash({"data": to_dict(config.data), "n": len(dataset)})
     pool = None
     if config.parallel_jobs > 1:
-        pool = ProcessPoolExecutor(max_workers=config.parallel_jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(
+            max_workers=config.parallel_jobs, mp_context=multiprocessing.get_context("spawn")
+        )
     features = None
     try:
         futures = {}
@@ -111,14 +117,20 @@ def reproduce(request: ReproRequest) -> TableResult:
                         if features is None:
                             from paperzoo_csfiqa.baselines import brisque_features
 
-                            features = np.stack([brisque_features(dataset.load(i)) for i in range(len(dataset))])
+                            features = np.stack(
+                                [brisque_features(dataset.load(i)) for i in range(len(dataset))]
+                            )
                         return brisque_run(config, dataset, splits[seed], features)["metrics"]
                 else:
                     compute = futures[(method, seed)].result if (method, seed) in futures else None
-                values = request.cached(method, seed, compute, fingerprint=_fingerprint(config, method, seed, data_key))
+                values = request.cached(
+                    method, seed, compute, fingerprint=_fingerprint(config, method, seed, data_key)
+                )
                 per_method[method][seed] = values
-                _log(f"{request.preset}: {method} seed {seed}: SRCC {values['srcc']:.4f} "
-                     f"({time.perf_counter() - start:.0f} s waited)")
+                _log(
+                    f"{request.preset}: {method} seed {seed}: SRCC {values['srcc']:.4f} "
+                    f"({time.perf_counter() - start:.0f} s waited)"
+                )
     except BaseException:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -129,14 +141,25 @@ def reproduce(request: ReproRequest) -> TableResult:
     rows = []
     for method, per_seed in per_method.items():
         metrics = {seed: {k: v[k] for k in METRICS} for seed, v in per_seed.items()}
-        rows.append(RowResult.from_seed_metrics(
-            method, METHOD_LABELS[method], metrics, paper_row="csfiqa_csiq" if method == "csfiqa" else None))
+        rows.append(
+            RowResult.from_seed_metrics(
+                method,
+                METHOD_LABELS[method],
+                metrics,
+                paper_row="csfiqa_csiq" if method == "csfiqa" else None,
+            )
+        )
     notes = _notes(config, request, per_method, dataset, splits)
     extra: dict[str, Any] = {
         "splits": {str(s): {k: len(v) for k, v in parts.items()} for s, parts in splits.items()},
-        "median": {m: {k: float(np.median([v[k] for v in ps.values()])) for k in METRICS} for m, ps in per_method.items()},
-        "timing": {m: {str(s): {k: v[k] for k in ("wall_s", "cpu_s") if k in v} for s, v in ps.items()}
-                   for m, ps in per_method.items()},
+        "median": {
+            m: {k: float(np.median([v[k] for v in ps.values()])) for k in METRICS}
+            for m, ps in per_method.items()
+        },
+        "timing": {
+            m: {str(s): {k: v[k] for k in ("wall_s", "cpu_s") if k in v} for s, v in ps.items()}
+            for m, ps in per_method.items()
+        },
     }
     if config.scale_table and config.data.source == "synthetic":
         from paperzoo_csfiqa.data import scale_dependence
@@ -150,11 +173,20 @@ def reproduce(request: ReproRequest) -> TableResult:
 
 def _fingerprint(config: ExperimentConfig, method: str, seed: int, data_key: str) -> str:
     if METHODS[method]["model"] == "brisque":
-        return config_hash({"method": method, "seed": seed, "data": data_key, "baselines": to_dict(config.baselines),
-                            "fractions": [config.data.train_fraction, config.data.val_fraction]})
+        return config_hash(
+            {
+                "method": method,
+                "seed": seed,
+                "data": data_key,
+                "baselines": to_dict(config.baselines),
+                "fractions": [config.data.train_fraction, config.data.val_fraction],
+            }
+        )
     from paperzoo_csfiqa.train import run_fingerprint
 
-    return config_hash({"run": run_fingerprint(config, method, seed, 0), "data": data_key, "select": config.select_on})
+    return config_hash(
+        {"run": run_fingerprint(config, method, seed, 0), "data": data_key, "select": config.select_on}
+    )
 
 
 def _notes(config, request, per_method, dataset, splits) -> list[str]:
@@ -178,19 +210,33 @@ def _notes(config, request, per_method, dataset, splits) -> list[str]:
         "Paper headline SRCC (not comparable in magnitude: real datasets, full model, ImageNet weights): "
         "CSIQ 0.967 (previous best 0.947), LIVEC 0.905 (previous best 0.876); beside the CSFIQA row: CSIQ."
     )
-    for name, values in (("median SRCC", {m: np.median([v["srcc"] for v in ps.values()]) for m, ps in per_method.items()}),):
-        notes.append(f"{name.capitalize()} over splits: " + ", ".join(f"{METHOD_LABELS[m]} {v:.3f}" for m, v in values.items()) + ".")
+    for name, values in (
+        ("median SRCC", {m: np.median([v["srcc"] for v in ps.values()]) for m, ps in per_method.items()}),
+    ):
+        notes.append(
+            f"{name.capitalize()} over splits: "
+            + ", ".join(f"{METHOD_LABELS[m]} {v:.3f}" for m, v in values.items())
+            + "."
+        )
     for a, b in COMPARISONS:
         if a not in per_method or b not in per_method:
             continue
         seeds = sorted(set(per_method[a]) & set(per_method[b]))
         if len(seeds) < 2:
-            notes.append(f"{METHOD_LABELS[a]} − {METHOD_LABELS[b]}: needs at least 2 splits for a confidence interval.")
+            notes.append(
+                f"{METHOD_LABELS[a]} − {METHOD_LABELS[b]}: needs at least 2 splits for a confidence interval."
+            )
             continue
-        ci = difference_ci([per_method[a][s]["srcc"] for s in seeds], [per_method[b][s]["srcc"] for s in seeds], paired=True)
-        verdict = ("the interval excludes 0: CSFIQA is better here" if ci["low"] > 0
-                   else "the interval excludes 0: CSFIQA is worse here" if ci["high"] < 0
-                   else "the interval includes 0: no difference detected")
+        ci = difference_ci(
+            [per_method[a][s]["srcc"] for s in seeds], [per_method[b][s]["srcc"] for s in seeds], paired=True
+        )
+        verdict = (
+            "the interval excludes 0: CSFIQA is better here"
+            if ci["low"] > 0
+            else "the interval excludes 0: CSFIQA is worse here"
+            if ci["high"] < 0
+            else "the interval includes 0: no difference detected"
+        )
         notes.append(
             f"{METHOD_LABELS[a]} − {METHOD_LABELS[b]} (SRCC): {ci['mean_difference']:+.4f}, 95% CI "
             f"[{ci['low']:+.4f}, {ci['high']:+.4f}] (half-width {(ci['high'] - ci['low']) / 2:.4f}, the smallest "

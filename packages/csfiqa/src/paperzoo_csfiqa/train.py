@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from paperzoo_csfiqa.configuration import METHODS, ExperimentConfig, method_model_config
-from paperzoo_csfiqa.data import EpochSampler, IQADataset, EvalCrops, TrainCrops
+from paperzoo_csfiqa.data import EpochSampler, EvalCrops, IQADataset, TrainCrops
 from paperzoo_csfiqa.losses import csfiqa_loss, mos_regression_loss
 from paperzoo_shared.config import config_hash, to_dict
 from paperzoo_shared.lightning_resume import RngStateCallback
@@ -66,7 +66,9 @@ def load_pretrained_encoder(network: nn.Module, path: Path) -> None:
     state = {k: v for k, v in state.items() if not k.startswith("head.")}
     missing, unexpected = network.encoder.vit.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: CrossViT weights do not match: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{path}: CrossViT weights do not match: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
 
 
 def correlation_metrics(pred: np.ndarray, mos: np.ndarray) -> dict[str, float]:
@@ -102,7 +104,9 @@ def predict(network: nn.Module, dataset: EvalCrops, batch_size: int = 16) -> np.
 class IQAModule(L.LightningModule):
     """One network and its loss; evaluation on val and test after every epoch (``history``)."""
 
-    def __init__(self, config: ExperimentConfig, method: str, eval_sets: dict[str, EvalCrops], steps_per_epoch: int):
+    def __init__(
+        self, config: ExperimentConfig, method: str, eval_sets: dict[str, EvalCrops], steps_per_epoch: int
+    ):
         super().__init__()
         self.config, self.method = config, method
         self.network = build_network(config, method)
@@ -118,15 +122,21 @@ class IQAModule(L.LightningModule):
             terms = csfiqa_loss(self.network(images), mos, self.loss_config).as_dict()
         else:
             terms = {"loss": mos_regression_loss(self.network(images), mos, self.loss_config.mos_loss)}
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, on_step=False, on_epoch=True,
-                      batch_size=images.shape[0])
+        self.log_dict(
+            {f"train/{k}": v.detach() for k, v in terms.items()},
+            on_step=False,
+            on_epoch=True,
+            batch_size=images.shape[0],
+        )
         return terms["loss"]
 
     def on_train_epoch_end(self) -> None:
         entry: dict[str, Any] = {"epoch": int(self.current_epoch) + 1}
         for name, dataset in self.eval_sets.items():
             if len(dataset) >= 4:
-                entry[name] = correlation_metrics(predict(self.network, dataset), dataset.mos[dataset.indices])
+                entry[name] = correlation_metrics(
+                    predict(self.network, dataset), dataset.mos[dataset.indices]
+                )
         self.history.append(entry)
 
     def configure_optimizers(self):
@@ -153,14 +163,22 @@ class IQAModule(L.LightningModule):
 
 def run_fingerprint(config: ExperimentConfig, method: str, seed: int, n_items: int) -> str:
     model, loss = method_model_config(config, method)
-    payload = {"method": method, "seed": seed, "model": to_dict(model), "loss": to_dict(loss),
-               "train": {k: v for k, v in to_dict(config.train).items() if k not in ("threads", "num_workers")},
-               "data": to_dict(config.data), "baselines": to_dict(config.baselines), "n": n_items}
+    payload = {
+        "method": method,
+        "seed": seed,
+        "model": to_dict(model),
+        "loss": to_dict(loss),
+        "train": {k: v for k, v in to_dict(config.train).items() if k not in ("threads", "num_workers")},
+        "data": to_dict(config.data),
+        "baselines": to_dict(config.baselines),
+        "n": n_items,
+    }
     return config_hash(payload)
 
 
 def select(history: list[dict[str, Any]], select_on: str) -> dict[str, float]:
     """The test metrics of the epoch that is best on ``select_on`` (SRCC), plus the best-on-test ones."""
+
     def best(key: str) -> dict[str, Any]:
         scored = [h for h in history if key in h]
         return max(scored, key=lambda h: (h[key]["srcc"], -h["epoch"])) if scored else history[-1]
@@ -180,8 +198,16 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", ".*number of training batches.*")
 
 
-def train_run(config: ExperimentConfig, method: str, seed: int, dataset: IQADataset, split: dict[str, list[int]],
-              run_dir: Path, *, callbacks: list | None = None) -> dict[str, Any]:
+def train_run(
+    config: ExperimentConfig,
+    method: str,
+    seed: int,
+    dataset: IQADataset,
+    split: dict[str, list[int]],
+    run_dir: Path,
+    *,
+    callbacks: list | None = None,
+) -> dict[str, Any]:
     """Train one network on ``split['train']`` and return ``{"metrics", "history", "timing"}``."""
     run_dir = Path(run_dir)
     fingerprint = run_fingerprint(config, method, seed, len(dataset))
@@ -196,24 +222,53 @@ def train_run(config: ExperimentConfig, method: str, seed: int, dataset: IQAData
     start_wall, start_cpu = time.perf_counter(), time.process_time()
     mos = dataset.normalized_mos()
     train = config.train
-    crops = TrainCrops(dataset, split["train"], mos, train.crop, crops_per_image=train.train_crops,
-                       hflip=train.hflip, seed=seed, resize=config.data.resize)
-    eval_sets = {name: EvalCrops(dataset, split[name], mos, train.crop, train.test_crops, config.data.resize)
-                 for name in ("val", "test") if split.get(name)}
-    loader = DataLoader(crops, batch_size=train.batch_size, sampler=EpochSampler(len(crops), seed),
-                        num_workers=train.num_workers, drop_last=len(crops) > train.batch_size)
+    crops = TrainCrops(
+        dataset,
+        split["train"],
+        mos,
+        train.crop,
+        crops_per_image=train.train_crops,
+        hflip=train.hflip,
+        seed=seed,
+        resize=config.data.resize,
+    )
+    eval_sets = {
+        name: EvalCrops(dataset, split[name], mos, train.crop, train.test_crops, config.data.resize)
+        for name in ("val", "test")
+        if split.get(name)
+    }
+    loader = DataLoader(
+        crops,
+        batch_size=train.batch_size,
+        sampler=EpochSampler(len(crops), seed),
+        num_workers=train.num_workers,
+        drop_last=len(crops) > train.batch_size,
+    )
     steps = max(1, len(loader) // max(1, train.devices))
     L.seed_everything(seed, workers=True, verbose=False)
     module = IQAModule(config, method, eval_sets, steps)
     run_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = ModelCheckpoint(dirpath=run_dir, save_last=True, save_top_k=0,
-                                 every_n_train_steps=train.checkpoint_every or None,
-                                 every_n_epochs=None if train.checkpoint_every else 1)
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir,
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=train.checkpoint_every or None,
+        every_n_epochs=None if train.checkpoint_every else 1,
+    )
     trainer = L.Trainer(
-        max_epochs=train.epochs, accelerator=train.accelerator, devices=train.devices, strategy=train.strategy,
-        precision=train.precision, callbacks=[checkpoint, RngStateCallback(), *(callbacks or [])],
-        logger=False, enable_progress_bar=False, enable_model_summary=False, deterministic=True,
-        default_root_dir=run_dir, use_distributed_sampler=False, num_sanity_val_steps=0,
+        max_epochs=train.epochs,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        strategy=train.strategy,
+        precision=train.precision,
+        callbacks=[checkpoint, RngStateCallback(), *(callbacks or [])],
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        default_root_dir=run_dir,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
     )
     last = run_dir / "last.ckpt"
     trainer.fit(module, train_dataloaders=loader, ckpt_path=str(last) if last.is_file() else None)
@@ -235,8 +290,9 @@ def train_run(config: ExperimentConfig, method: str, seed: int, dataset: IQAData
     return result
 
 
-def brisque_run(config: ExperimentConfig, dataset: IQADataset, split: dict[str, list[int]],
-                features: np.ndarray) -> dict[str, Any]:
+def brisque_run(
+    config: ExperimentConfig, dataset: IQADataset, split: dict[str, list[int]], features: np.ndarray
+) -> dict[str, Any]:
     """BRISQUE + SVR fitted on the whole training split (train + val: nothing to select)."""
     from paperzoo_csfiqa.baselines import BrisqueRegressor
 
