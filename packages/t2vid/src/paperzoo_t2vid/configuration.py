@@ -188,10 +188,22 @@ class CorpusConfig:
 
     n_documents: int = 60
     """Long documents per kind (LongAlpaca-like and LongQLoRA-like) per seed."""
-    words_range: tuple[int, int] = (900, 6000)
-    """Length of each document in words, drawn uniformly."""
+    words_range: list[int] = field(default_factory=lambda: [900, 6000])
+    """[low, high]: length of each document in words, drawn uniformly."""
     n_instructions: int = 300
     """Instructions per instruction set in the diversity table."""
+    real_share: float = 0.15
+    """The "15 % of the real video samples" row: this share of the real instruction pool."""
+
+    def __post_init__(self) -> None:
+        if len(self.words_range) != 2 or not 1 <= self.words_range[0] <= self.words_range[1]:
+            raise ValueError(
+                f"corpus.words_range must be [low, high] with 1 <= low <= high, got {self.words_range}"
+            )
+        if self.n_documents < 1 or self.n_instructions < 4:
+            raise ValueError("corpus.n_documents must be >= 1 and corpus.n_instructions >= 4")
+        if not 0.0 < self.real_share <= 1.0:
+            raise ValueError(f"corpus.real_share must be in (0, 1], got {self.real_share}")
 
 
 @dataclass

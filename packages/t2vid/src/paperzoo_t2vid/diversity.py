@@ -123,13 +123,19 @@ def embedder(spec: str = "minilm", *, fit_on: Sequence[str] | None = None) -> Em
 
 
 def tsne_2d(embeddings: np.ndarray, *, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
-    """scikit-learn t-SNE with the official settings (2-D, PCA init, cosine metric)."""
+    """scikit-learn t-SNE with the official settings (2-D, PCA init, cosine metric).
+
+    Runs on one OpenMP thread: on cores busy with other jobs the Barnes-Hut gradient's threads spin-wait, and
+    were 10-20x slower than one thread on the shared 2-core machine.
+    """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     perplexity = min(perplexity, max(1.0, (len(embeddings) - 1) / 3))
-    return TSNE(
-        n_components=2, init="pca", metric="cosine", perplexity=perplexity, random_state=seed
-    ).fit_transform(np.asarray(embeddings, dtype=np.float32))
+    with threadpool_limits(1):
+        return TSNE(
+            n_components=2, init="pca", metric="cosine", perplexity=perplexity, random_state=seed
+        ).fit_transform(np.asarray(embeddings, dtype=np.float32))
 
 
 def plot_tsne(points: np.ndarray, labels: Sequence[str], path: str | Path, title: str = "") -> Path:
