@@ -50,3 +50,26 @@ def test_model_specs() -> None:
     }  # fmt: skip
     with pytest.raises(ValueError, match="unknown --model"):
         parse_model("gpt")
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["evaluate", "--data", "{missing}", "--model", "subtitle-reader"], "is not a folder"),
+        (["evaluate", "--data", "{tmp}", "--model", "gpt"], "unknown --model 'gpt'"),
+        (["evaluate", "--data", "{tmp}", "--model", "subtitle-reader", "--frames", "0"], "num_frames"),
+        (["score", "{bad_json}"], "bad.json"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv, expected, tmp_path: Path, capsys) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    names = {"missing": tmp_path / "nope", "tmp": tmp_path, "bad_json": tmp_path / "bad.json"}
+    argv = [a.format(**names) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("paperzoo-videomme: error: ") and expected in err[0]
+    assert "--debug" in err[1] and len(err) == 2 and "Traceback" not in "\n".join(err)
+    with pytest.raises(Exception, match=expected):
+        main([*argv, "--debug"])
+    with pytest.raises(Exception, match=expected):
+        main(["--debug", *argv])

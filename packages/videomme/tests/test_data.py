@@ -127,3 +127,20 @@ def test_json_copy_is_used_without_pyarrow(synthetic_root: Path, monkeypatch) ->
 
     monkeypatch.setattr(data, "_pyarrow_available", lambda: False)
     assert load_videomme(synthetic_root).annotations.name == "test.json"
+
+
+@pytest.mark.parametrize("video_id", ["../outside", "/etc/passwd", "sub/../../outside"])
+def test_a_video_path_that_leaves_the_folder_is_refused(release_copy: Path, video_id: str) -> None:
+    rows = _rows(release_copy)
+    (release_copy.parent / "outside.mp4").write_bytes(b"not a video")  # would be found without the check
+    for row in rows:
+        if row["videoID"] == "shapes-002":
+            row["videoID"] = video_id
+    path = release_copy / "rows.json"
+    path.write_text(json.dumps(rows))
+    index = next(i for i, row in enumerate(rows) if row["videoID"] == video_id)
+    with pytest.raises(DataError) as caught:
+        load_videomme(release_copy, annotations=path)
+    message = str(caught.value)
+    assert str(path) in message and f"row {index}" in message and repr(video_id) in message
+    assert "absolute" in message or "leaves the data root" in message

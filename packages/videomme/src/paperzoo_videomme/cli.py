@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-from paperzoo_shared.config import ConfigError, from_dict
-from paperzoo_shared.data.errors import DataError
+from paperzoo_shared.config import from_dict
+from paperzoo_shared.errors import UserError, add_debug_flag, run_cli
 from paperzoo_videomme import __version__
 from paperzoo_videomme.modeling_videomme import DURATIONS, FRAME_SAMPLERS, PROMPT_STYLES, SUBTITLE_MODES
 from paperzoo_videomme.scoring import SCORING_RULES
@@ -56,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo-videomme", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"paperzoo-videomme {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every item problem as it is found")
+    add_debug_flag(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ev = commands.add_parser("evaluate", help="run a model on a dataset in the release layout and score it")
@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
 
     ex = commands.add_parser("extract", help="show what each scoring rule reads from a response")
     ex.add_argument("response")
+    for command in commands.choices.values():  # --debug is accepted before or after the command
+        add_debug_flag(command)
     return parser
 
 
@@ -222,7 +224,7 @@ def _extract(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.verbose else logging.ERROR, format="%(levelname)s %(message)s"
@@ -231,12 +233,14 @@ def main(argv: list[str] | None = None) -> int:
                 "extract": _extract}  # fmt: skip
     try:
         return handlers[args.command](args)
-    except (DataError, ConfigError, ValueError, ImportError, FileNotFoundError) as error:
-        if os.environ.get("PAPERZOO_DEBUG"):
-            raise
-        print(f"paperzoo-videomme: error: {error}", file=sys.stderr)
-        print("(set PAPERZOO_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 2
+    except ImportError as error:  # an optional dependency (pyarrow, decord, a model's package) is missing
+        raise UserError(str(error)) from error
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``paperzoo-videomme`` entry point: a known bad input is one line and exit status 2 (``--debug``: the
+    traceback)."""
+    return run_cli("paperzoo-videomme", _main, argv)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from paperzoo_shared.data import safe_join
 from paperzoo_shared.data.errors import DataError
 from paperzoo_videomme.modeling_videomme import (
     DOMAIN_SUB_CATEGORIES,
@@ -262,20 +263,29 @@ def _row_problem(row: Mapping[str, Any]) -> str | None:
     return None
 
 
-def resolve_video(root: Path, video_dir: Path | None, key: str) -> Path | None:
+def resolve_video(
+    root: Path, video_dir: Path | None, key: str, *, source: str | Path = "annotations", entry: object = None
+) -> Path | None:
+    """The video file of ``key`` (a ``videoID`` read from ``source``), or ``None``. A ``key`` that would leave
+    the video folder (``../x``, an absolute path) is a :class:`DataError` naming ``source`` and ``entry``."""
     directories = [video_dir] if video_dir is not None else [root / d for d in VIDEO_DIRS]
     for directory in directories:
         for extension in VIDEO_EXTENSIONS:
-            if (directory / f"{key}{extension}").is_file():
-                return directory / f"{key}{extension}"
+            candidate = safe_join(directory, f"{key}{extension}", source=source, entry=entry)
+            if candidate.is_file():
+                return candidate
     return None
 
 
-def resolve_subtitle(root: Path, subtitle_dir: Path | None, key: str) -> Path | None:
+def resolve_subtitle(
+    root: Path, subtitle_dir: Path | None, key: str, *, source: str | Path = "annotations", entry: object = None
+) -> Path | None:
+    """The ``.srt`` of ``key`` or ``None``; checked as in :func:`resolve_video`."""
     directories = [subtitle_dir] if subtitle_dir is not None else [root / d for d in SUBTITLE_DIRS]
     for directory in directories:
-        if (directory / f"{key}.srt").is_file():
-            return directory / f"{key}.srt"
+        candidate = safe_join(directory, f"{key}.srt", source=source, entry=entry)
+        if candidate.is_file():
+            return candidate
     return None
 
 
@@ -320,6 +330,7 @@ def load_videomme(
         )
     errors: list[ItemError] = []
     videos: dict[str, VideoEntry] = {}
+    first_row: dict[str, str] = {}  # videoID -> where it was first read, for path errors
     seen_questions: set[str] = set()
     keep = set(durations) if durations else None
     for index, row in enumerate(rows):
@@ -349,6 +360,7 @@ def load_videomme(
         if video is None:
             if limit_videos is not None and len(videos) >= limit_videos:
                 continue
+            first_row[key] = f"row {index}, question_id {qid}, videoID {key!r}"
             video = videos[key] = VideoEntry(
                 video_id=str(row["video_id"]),
                 videoID=key,
@@ -375,7 +387,9 @@ def load_videomme(
         )
 
     for video in videos.values():
-        video.video_path = resolve_video(root, video_dir, video.videoID)
+        video.video_path = resolve_video(
+            root, video_dir, video.videoID, source=path, entry=first_row[video.videoID]
+        )
         where = video_dir or root / VIDEO_DIRS[0]
         if video.video_path is None:
             video.usable = False
@@ -406,7 +420,9 @@ def load_videomme(
             except DataError as err:
                 video.usable = False
                 errors.append(ItemError("corrupt_video", video.videoID, str(err), str(video.video_path)))
-        video.subtitle_path = resolve_subtitle(root, subtitle_dir, video.videoID)
+        video.subtitle_path = resolve_subtitle(
+            root, subtitle_dir, video.videoID, source=path, entry=first_row[video.videoID]
+        )
         if subtitles and video.subtitle_path is None and video.usable:
             where = subtitle_dir or root / SUBTITLE_DIRS[0]
             errors.append(
