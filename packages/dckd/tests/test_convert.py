@@ -128,3 +128,57 @@ def test_unreadable_checkpoint_names_the_file(tmp_path):
         load_weights(build_model("edsr", {"num_feat": 8, "num_block": 1}), bad)
     with pytest.raises(CheckpointError, match="does not exist"):
         load_weights(build_model("edsr", {"num_feat": 8, "num_block": 1}), tmp_path / "missing.pth")
+
+
+def _official_rcan_keys(groups: int, blocks: int, feats: int, reduction: int, scale: int) -> dict:
+    """Names and shapes of the official RCAN's state dict, written from yulunzhang/RCAN's model/rcan.py and
+    model/common.py (MeanShift = 1x1 conv 3->3; head = [conv]; body = G ResidualGroups (each B RCABs =
+    [conv, ReLU, conv, CALayer(conv_du = [conv 1x1 F->F/r, ReLU, conv 1x1 F/r->F, Sigmoid])] + conv) + conv;
+    tail = [Upsampler (per factor 2: conv F->4F, PixelShuffle; x3: conv F->9F), conv F->3]), not from ours."""
+    keys = {}
+
+    def conv(name, out, inp, k):
+        keys[f"{name}.weight"], keys[f"{name}.bias"] = (out, inp, k, k), (out,)
+
+    conv("sub_mean", 3, 3, 1)
+    conv("add_mean", 3, 3, 1)
+    conv("head.0", feats, 3, 3)
+    for g in range(groups):
+        for b in range(blocks):
+            conv(f"body.{g}.body.{b}.body.0", feats, feats, 3)
+            conv(f"body.{g}.body.{b}.body.2", feats, feats, 3)
+            conv(f"body.{g}.body.{b}.body.3.conv_du.0", feats // reduction, feats, 1)
+            conv(f"body.{g}.body.{b}.body.3.conv_du.2", feats, feats // reduction, 1)
+        conv(f"body.{g}.body.{blocks}", feats, feats, 3)
+    conv(f"body.{groups}", feats, feats, 3)
+    if scale == 3:
+        conv("tail.0.0", 9 * feats, feats, 3)
+    else:
+        for i in range(scale.bit_length() - 1):
+            conv(f"tail.0.{2 * i}", 4 * feats, feats, 3)
+    conv("tail.1", 3, feats, 3)
+    return keys
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_rcan_converter_against_the_official_key_list(scale):
+    from paperzoo_dckd.convert import convert_official_rcan, load_state_strict
+
+    options = {"num_feat": 16, "num_group": 2, "num_block": 3, "squeeze_factor": 4, "upscale": scale}
+    expected = _official_rcan_keys(2, 3, 16, 4, scale)
+    torch.manual_seed(0)
+    official = {name: torch.randn(shape) for name, shape in expected.items()}
+    ours = build_model("rcan", options)
+    converted = convert_official_rcan(official)
+    # every official tensor but the fixed mean shifts has exactly one place in ours, with its shape
+    assert len(converted) == len(expected) - 4
+    assert set(converted) == set(ours.state_dict())
+    load_state_strict(ours, converted, "official RCAN")
+    assert sorted(tuple(v.shape) for v in ours.state_dict().values()) == sorted(
+        tuple(official[k].shape) for k in expected if not k.startswith(("sub_mean", "add_mean"))
+    )
+    # and each value landed where the official name says (checked for one key per kind)
+    state = ours.state_dict()
+    assert torch.equal(state["conv_first.weight"], official["head.0.weight"])
+    assert torch.equal(state["conv_after_body.weight"], official["body.2.weight"])
+    assert torch.equal(state["conv_last.weight"], official["tail.1.weight"])

@@ -133,6 +133,20 @@ def cmd_bicubic(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_div2k(args: argparse.Namespace) -> int:
+    from paperzoo_dckd.prepare import prepare_div2k
+
+    lr_dirs = {}
+    if args.lr_root is not None:
+        lr_dirs = {s: args.lr_root / f"X{s}" for s in args.scales if (args.lr_root / f"X{s}").is_dir()}
+    counts = prepare_div2k(args.hr_dir, args.out, args.scales, lr_dirs)
+    made = ", ".join(
+        f"x{s} " + ("cut from the download" if s in lr_dirs else "MATLAB bicubic") for s in args.scales
+    )
+    print(f"wrote {counts['hr']} HR sub-images to {args.out / 'DIV2K_train_HR_sub'} and the LR ones ({made})")
+    return 0
+
+
 def cmd_fig8b(args: argparse.Namespace) -> int:
     from paperzoo_dckd.reproduce import run_fig8b
     from paperzoo_dckd.train import build_encoder, build_teacher, load_train_pairs
@@ -238,6 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     bicubic.add_argument("--scale", type=int, required=True)
     bicubic.add_argument("--suffix", default="x{scale}", help="appended to the file stem (default x{scale})")
     bicubic.set_defaults(func=cmd_bicubic)
+
+    prepare = commands.add_parser(
+        "prepare-div2k",
+        help="DIV2K downloads -> BasicSR sub-images (480 crops, step 240) and LR X{s}_sub folders",
+    )
+    prepare.add_argument("hr_dir", type=Path, help="DIV2K_train_HR (the download, 800 PNGs)")
+    prepare.add_argument("--out", type=Path, default=Path("datasets/DIV2K"), help="default datasets/DIV2K")
+    prepare.add_argument(
+        "--lr-root",
+        type=Path,
+        help="DIV2K_train_LR_bicubic (holding X2, X3, X4); without it the LR images are made by MATLAB bicubic",
+    )
+    prepare.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    prepare.set_defaults(func=cmd_prepare_div2k)
 
     fig8b = commands.add_parser("fig8b", help="Fig. 8b mechanism check: history-output PSNR vs the student")
     _add_config(fig8b)

@@ -22,6 +22,7 @@ file would silently leave the encoder random.)
 
 from __future__ import annotations
 
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +51,19 @@ def read_checkpoint(path: str | Path) -> Any:
 
             return load_file(str(path))
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        # a pytorch-lightning 1.x checkpoint (taming VQGAN) pickles callback classes and config objects:
+        # read it with the allow-list unpickler, which keeps tensors and containers and runs nothing
+        from paperzoo_dckd.safe_pickle import restricted_load
+
+        try:
+            content, _skipped = restricted_load(path)
+        except Exception as second:
+            raise CheckpointError(
+                f"cannot read checkpoint {path}: {type(error).__name__}: {error}; the allow-list reader "
+                f"failed too: {type(second).__name__}: {second}"
+            ) from second
+        return content
     except Exception as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}: {error}") from error
 
