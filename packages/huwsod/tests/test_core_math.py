@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from paperzoo_huwsod import modeling_huwsod as M
 from paperzoo_huwsod.configuration import RPNConfig, apply_method
 from torchvision.ops import box_iou
@@ -100,7 +99,10 @@ def test_test_time_score_is_the_mean_of_the_refinement_branch_softmaxes(config):
     model.roi_features = lambda features, proposals: (None, None, None)
     model.predictions = lambda *args: (region, None, [(r1, torch.zeros(2, 8)), (r2, torch.zeros(2, 8))])
     result = model.inference(torch.zeros(1, 3, 96, 96), [(96, 96)])[0]
-    got = {(int(c), tuple(b.tolist())): float(s) for b, s, c in zip(result["boxes"], result["scores"], result["classes"])}
+    got = {
+        (int(c), tuple(b.tolist())): float(s)
+        for b, s, c in zip(result["boxes"], result["scores"], result["classes"])
+    }
     expected = {  # (0.6 + 0.2) / 2, (0.3 + 0.7) / 2, (0.1 + 0.3) / 2, (0.1 + 0.5) / 2
         (0, (0.0, 0.0, 30.0, 30.0)): 0.4,
         (1, (0.0, 0.0, 30.0, 30.0)): 0.5,
@@ -133,6 +135,7 @@ def test_pyramid_output_is_branch_major_and_branch_b_is_dilation_b():
 # ---------------------------------------------------------------------------------------------------- EMA decay
 def test_ema_decay_keeps_the_papers_pull_per_image_and_the_mini_uses_it():
     from paperzoo_huwsod.configuration import HUWSODConfig, paper_ema_decay
+
     from paperzoo_shared.config import load_config
 
     assert paper_ema_decay(4) == pytest.approx(0.9996, abs=1e-12)  # the paper: 4 images per step

@@ -166,7 +166,9 @@ def test_paths_that_leave_the_data_root_are_refused(shapes_root, tmp_path, confi
     key = data["images"][1]["id"]
     for skip_bad in (False, True):
         config.data.skip_bad = skip_bad
-        with pytest.raises(DataError, match=rf"image_labels_train.json \(entry id {key}\) leaves the data root"):
+        with pytest.raises(
+            DataError, match=rf"image_labels_train.json \(entry id {key}\) leaves the data root"
+        ):
             load_weak_labels(config.data, root, "train", CLASSES)
     set_file = root / "ImageSets" / "Main" / "train.txt"
     set_file.write_text("../../../etc/passwd\n" + set_file.read_text())

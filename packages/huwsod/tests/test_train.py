@@ -220,7 +220,10 @@ def test_cli_known_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch)
     from paperzoo_huwsod.cli import main
 
     monkeypatch.setenv("PAPERZOO_HUWSOD_CACHE", str(tmp_path))
-    assert main(["train", "--config", "smoke", "--out", str(tmp_path / "r"), "--set", "train.iterations=-1"]) == 2
+    assert (
+        main(["train", "--config", "smoke", "--out", str(tmp_path / "r"), "--set", "train.iterations=-1"])
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("paperzoo-huwsod: error: ") and "train.iterations must be > 0" in err[0]
     assert "Traceback" not in "\n".join(err)

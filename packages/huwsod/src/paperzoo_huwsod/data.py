@@ -29,8 +29,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from paperzoo_huwsod.configuration import AugmentConfig, DataConfig, ProposalConfig, resolve_class_names
-from paperzoo_shared.data.detection_formats import read_coco_json, read_voc_xml
 from paperzoo_shared.data import safe_join
+from paperzoo_shared.data.detection_formats import read_coco_json, read_voc_xml
 from paperzoo_shared.data.errors import DataError, require_file
 from paperzoo_shared.data.image_io import read_image
 from paperzoo_shared.metrics.detection import GroundTruthBox

@@ -38,8 +38,8 @@ from paperzoo_shared.metrics.detection import (
     Detection,
     coco_eval,
     corloc,
-    voc_box_to_coco_xywh,
     voc_ap_range,
+    voc_box_to_coco_xywh,
     voc_map,
     voc_to_coco,
 )

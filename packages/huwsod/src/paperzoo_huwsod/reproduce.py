@@ -165,9 +165,7 @@ def run_detector(
     progress: bool,
 ) -> dict[str, float]:
     """Trains ``method`` (resuming) and evaluates the final iterate (or the val-selected one)."""
-    from paperzoo_huwsod.train import fit, load_model
-
-    from paperzoo_huwsod.train import StepProgress
+    from paperzoo_huwsod.train import StepProgress, fit, load_model
 
     cfg = apply_method(config, method)
     cfg.train.seed = seed
@@ -363,10 +361,8 @@ def reproduce(request: ReproRequest) -> TableResult:
     stage0 = None
     needs_stage0 = any(r != "random_boxes" for r in config.rows)
     if not config.model.backbone.weights and config.model.backbone.pretrain_iters > 0 and needs_stage0:
-        from paperzoo_huwsod.train import pretrain_backbone
-
         # one stage-0 backbone shared by every row and seed (as one ImageNet model is shared in the paper)
-        from paperzoo_huwsod.train import StepProgress
+        from paperzoo_huwsod.train import StepProgress, pretrain_backbone
 
         stage0 = pretrain_backbone(
             config, base / "stage0.pt", data_cache, callbacks=[StepProgress("stage-0 backbone")]

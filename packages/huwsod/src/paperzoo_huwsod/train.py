@@ -324,7 +324,9 @@ class StepProgress(L.Callback):
             self.bar.close()
             self.bar = None
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self.on_train_end(trainer, pl_module)
 
 
