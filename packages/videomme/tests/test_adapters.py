@@ -165,3 +165,35 @@ def test_tiny_model_on_cuda() -> None:
     gpu.model.to("cuda")
     out = gpu.generate(_requests(2))
     assert len(out) == 2 and all(isinstance(text, str) and text for text in out)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://10.0.0.5:8000/v1",
+        "http://api.example.com/v1",
+        "http://128.0.0.1/v1",
+        "http://localhost.evil.com/v1",
+    ],
+)
+def test_a_key_over_plain_http_to_another_host_is_refused_before_any_request(url, monkeypatch) -> None:
+    def no_request(*args, **kwargs):
+        raise AssertionError("a request was sent")
+
+    monkeypatch.setattr("urllib.request.urlopen", no_request)
+    with pytest.raises(ValueError, match="refusing to send an API key over plain http"):
+        OpenAIChatAdapter(url, "m", api_key="secret")
+    monkeypatch.setenv("VIDEOMME_TEST_KEY", "secret")  # a key from the environment is refused too
+    with pytest.raises(ValueError, match="over plain http"):
+        OpenAIChatAdapter(url, "m", api_key_env="VIDEOMME_TEST_KEY")
+    monkeypatch.delenv("VIDEOMME_TEST_KEY")
+    assert OpenAIChatAdapter(url, "m", api_key_env="VIDEOMME_TEST_KEY").api_key == ""  # no key: allowed
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://api.example.com/v1", "https://10.0.0.5/v1", "http://127.0.0.1:8000/v1", "http://127.8.9.10/v1",
+     "http://[::1]:8000/v1", "http://localhost:8000/v1", "http://LOCALHOST/v1"],
+)  # fmt: skip
+def test_a_key_over_https_or_to_loopback_is_allowed(url) -> None:
+    assert OpenAIChatAdapter(url, "m", api_key="secret").api_key == "secret"

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import base64
 import importlib
+import ipaddress
 import json
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -182,13 +184,39 @@ def encode_jpeg(frame: np.ndarray, quality: int = 90) -> str:
     return base64.b64encode(buffer.tobytes()).decode("ascii")
 
 
+def is_loopback_host(host: str | None) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: a server on this machine, which plain http cannot expose."""
+    if not host:
+        return False
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost: it may resolve anywhere
+        return False
+
+
+def check_key_transport(url: str, has_key: bool) -> None:
+    """Refuse to send an API key in clear text: a key goes over https, or over http only to loopback."""
+    parts = urllib.parse.urlsplit(url)
+    if has_key and parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(
+            f"refusing to send an API key over plain http to {parts.hostname!r} ({url}): anyone on the path can "
+            "read it. Use an https:// URL, a server on this machine (localhost, 127.0.0.1, ::1), or no key "
+            "(unset the key's environment variable)."
+        )
+
+
 class OpenAIChatAdapter:
     """Client of an OpenAI-compatible chat-completions server.
 
     Args:
         base_url: e.g. ``http://127.0.0.1:8000/v1`` (``/chat/completions`` is appended).
         model: the model name the server expects.
-        api_key: the key, or ``None`` to read ``api_key_env`` (a key is optional for local servers).
+        api_key: the key, or ``None`` to read ``api_key_env`` (a key is optional for local servers). A key is
+            sent only over https or to a loopback server (http://127.0.0.1, ::1, localhost): any other http
+            URL with a key is a ``ValueError`` before any request.
         max_tokens, temperature: generation settings (greedy by default).
         concurrency: requests in flight at once.
         max_retries, backoff_s: retries on connection errors, 429 and 5xx, with exponential back-off.
@@ -217,6 +245,7 @@ class OpenAIChatAdapter:
         self.model = model
         self.name = f"openai:{model}"
         self.api_key = api_key if api_key is not None else os.environ.get(api_key_env, "")
+        check_key_transport(self.url, bool(self.api_key))
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.concurrency = max(1, concurrency)

@@ -278,7 +278,12 @@ def resolve_video(
 
 
 def resolve_subtitle(
-    root: Path, subtitle_dir: Path | None, key: str, *, source: str | Path = "annotations", entry: object = None
+    root: Path,
+    subtitle_dir: Path | None,
+    key: str,
+    *,
+    source: str | Path = "annotations",
+    entry: object = None,
 ) -> Path | None:
     """The ``.srt`` of ``key`` or ``None``; checked as in :func:`resolve_video`."""
     directories = [subtitle_dir] if subtitle_dir is not None else [root / d for d in SUBTITLE_DIRS]
