@@ -441,6 +441,12 @@ class DataSpec:
         min_objects, max_objects: objects per scene (1..4, one per quadrant).
         turns_per_conversation: training questions about one image asked in one multi-turn conversation.
         data_seed: seed of the training set; the evaluation set uses ``data_seed + 1``.
+        pattern_scale: ``pixel``: the shared generator's 2-px surface patterns (visible inside one ViT patch, so
+            pooling loses nothing); ``patch``: patterns whose cells are one ViT patch (``striped``: alternate rows of
+            patches, ``checkered``: alternate patches) at ``pattern_amplitude``, so a single patch shows only a
+            lighter or darker shade and the pattern is in the relation between neighbouring patches, which a
+            window average cancels (up to the odd cell of a 3x3 window).
+        pattern_amplitude: brightness offset of the patterned cells (0..255 scale).
     """
 
     image_size: int = 48
@@ -452,8 +458,12 @@ class DataSpec:
     max_objects: int = 4
     turns_per_conversation: int = 1
     data_seed: int = 0
+    pattern_scale: Literal["pixel", "patch"] = "pixel"
+    pattern_amplitude: float = 48.0
 
     def __post_init__(self) -> None:
+        if self.pattern_scale not in ("pixel", "patch"):
+            raise ValueError(f"data.pattern_scale must be 'pixel' or 'patch', got {self.pattern_scale!r}")
         if self.train_images < 1 or self.eval_images < 1:
             raise ValueError("data.train_images and data.eval_images must be >= 1")
         if self.turns_per_conversation < 1:
@@ -471,12 +481,20 @@ class VisionPretrainSpec:
         batch_size: images per step.
         learning_rate: peak learning rate (linear warm-up over 5 % of the steps, then cosine).
         seed: seed of the tower's initialisation and batches.
+        targets: per-patch attributes the tower learns to predict (``colour``, ``shape``, ``pattern``); without
+            ``pattern`` the tower is not taught to summarise a surface pattern into every patch feature.
     """
 
     steps: int = 0
     batch_size: int = 64
     learning_rate: float = 3e-3
     seed: int = 1234
+    targets: tuple[str, ...] = ("colour", "shape", "pattern")
+
+    def __post_init__(self) -> None:
+        bad = [t for t in self.targets if t not in ("colour", "shape", "pattern")]
+        if bad or not self.targets:
+            raise ValueError(f"vision_pretrain.targets must be a non-empty subset of colour, shape, pattern; got {bad}")
 
 
 @dataclass
@@ -583,6 +601,8 @@ class ExperimentConfig:
         system_prompt: system prompt of the ``phi2`` template; ``null`` keeps the official one (the miniature
             uses an empty one: the word tokenizer has no words for it).
         rows: table rows (variants) to run.
+        comparisons: pre-registered paired comparisons ``"<row a> - <row b>: <metric>"`` (metric ``accuracy`` or
+            ``accuracy_<question type>``), reported with a paired-t 95 % CI over the seeds; the first is the headline.
     """
 
     data: DataSpec = field(default_factory=DataSpec)
@@ -594,8 +614,26 @@ class ExperimentConfig:
     template: Literal["phi2", "plain"] = "phi2"
     system_prompt: str | None = None
     rows: tuple[str, ...] = ("uncompressed", "avgpool", "no_embq", "flashsloth")
+    comparisons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         bad = [r for r in self.rows if r not in VARIANTS]
         if bad:
             raise ValueError(f"rows: unknown variant(s) {bad}; choose from {', '.join(VARIANTS)}")
+        for text in self.comparisons:
+            a, b, metric = parse_comparison(text)
+            if a not in self.rows or b not in self.rows:
+                raise ValueError(f"comparisons: {text!r} names a row not in rows {list(self.rows)}")
+
+
+def parse_comparison(text: str) -> tuple[str, str, str]:
+    """``"flashsloth - uncompressed: accuracy_detail"`` -> ``("flashsloth", "uncompressed", "accuracy_detail")``."""
+    try:
+        rows, metric = text.split(":")
+        a, b = (part.strip() for part in rows.split(" - "))
+    except ValueError:
+        raise ValueError(f"comparisons: {text!r} must read '<row a> - <row b>: <metric>'") from None
+    metric = metric.strip()
+    if not metric.startswith("accuracy"):
+        raise ValueError(f"comparisons: {text!r}: the metric must be accuracy or accuracy_<question type>")
+    return a, b, metric

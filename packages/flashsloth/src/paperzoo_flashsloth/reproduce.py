@@ -26,6 +26,7 @@ from paperzoo_flashsloth.configuration import (
     ExperimentConfig,
     FlashSlothConfig,
     build_model_config,
+    parse_comparison,
     variant_overrides,
 )
 from paperzoo_shared.config import config_hash, load_config, to_dict
@@ -82,7 +83,16 @@ class MiniData:
 
 @functools.lru_cache(maxsize=4)
 def _mini_data(
-    image_size: int, train_images: int, eval_images: int, qpi: int, types: tuple, objects: tuple, seed: int
+    image_size: int,
+    train_images: int,
+    eval_images: int,
+    qpi: int,
+    types: tuple,
+    objects: tuple,
+    seed: int,
+    pattern_scale: str = "pixel",
+    amplitude: float = 48.0,
+    patch_size: int = 8,
 ):
     from paperzoo_shared.data.synthetic.qa import (
         QAConfig,
@@ -98,9 +108,16 @@ def _mini_data(
         questions_per_image=qpi,
         min_objects=objects[0],
         max_objects=objects[1],
+        pattern_amplitude=amplitude if pattern_scale == "pixel" else 0.0,
     )
     train = generate_qa_dataset(train_images, seed=seed, cfg=cfg)
     test = generate_qa_dataset(eval_images, seed=seed + 1, cfg=cfg)
+    if pattern_scale == "patch":
+        from paperzoo_flashsloth.train import patch_scale_patterns
+
+        scale = train[0].image.shape[0] / image_size if train else 1.0
+        for samples in (train, test):
+            patch_scale_patterns(samples, max(1, round(patch_size * scale)), amplitude)
     ids = tokenizer.convert_tokens_to_ids
     return MiniData(
         tokenizer=tokenizer,
@@ -124,6 +141,9 @@ def mini_data(cfg: ExperimentConfig) -> MiniData:
         tuple(d.question_types),
         (d.min_objects, d.max_objects),
         d.data_seed,
+        d.pattern_scale,
+        d.pattern_amplitude,
+        cfg.model.vision.patch_size * d.image_size // cfg.model.vision.image_size,
     )
 
 
@@ -180,10 +200,11 @@ def pretrained_tower(cfg: ExperimentConfig) -> dict[str, torch.Tensor] | None:
         print(
             f"[flashsloth] pretraining the tiny vision tower: {spec.steps} steps", file=sys.stderr, flush=True
         )
+        targets = patch_attribute_targets(data.train, size, patch)
         losses = pretrain_vision_tower(
             tower,
             images,
-            patch_attribute_targets(data.train, size, patch),
+            {k: v for k, v in targets.items() if k in spec.targets},
             steps=spec.steps,
             batch_size=spec.batch_size,
             learning_rate=spec.learning_rate,
@@ -359,20 +380,22 @@ def reproduce_main(request: ReproRequest) -> TableResult:
         "meaningful. Latency: CPU, batch 1, median prefill (vision + LLM) on a shared machine, so it is noisy.",
     ]
     seeds = list(request.seeds)
-    if "flashsloth" in per_variant and len(seeds) >= 2:
-        for other in ("uncompressed", "avgpool", "no_embq"):
-            if other not in per_variant:
+    comparisons = {}
+    if len(seeds) >= 2:
+        for k, text in enumerate(cfg.comparisons):
+            a_row, b_row, metric = parse_comparison(text)
+            a = [per_variant[a_row][s].get(metric) for s in seeds]
+            b = [per_variant[b_row][s].get(metric) for s in seeds]
+            if None in a or None in b:
+                notes.append(f"{text}: metric missing in a row, not computed.")
                 continue
-            for metric, name in (("accuracy", "accuracy"), ("accuracy_detail", "detail-question accuracy")):
-                a = [per_variant["flashsloth"][s].get(metric) for s in seeds]
-                b = [per_variant[other][s].get(metric) for s in seeds]
-                if None in a or None in b:
-                    continue
-                ci = difference_ci(a, b, paired=True)
-                notes.append(
-                    f"FlashSloth - {other}, {name}: {ci['mean_difference']:+.1f} points "
-                    f"(95% CI [{ci['low']:+.1f}, {ci['high']:+.1f}], {len(seeds)} paired seeds)."
-                )
+            ci = difference_ci(a, b, paired=True)
+            comparisons[text] = {**ci, "half_width": (ci["high"] - ci["low"]) / 2, "n_seeds": len(seeds)}
+            notes.append(
+                f"{'Headline' if k == 0 else 'Pre-registered'} {a_row} - {b_row}, {metric}: "
+                f"{ci['mean_difference']:+.1f} points (95% CI [{ci['low']:+.1f}, {ci['high']:+.1f}], "
+                f"{len(seeds)} paired seeds; smallest detectable difference ~ +/-{(ci['high'] - ci['low']) / 2:.1f})."
+            )
     per_type = {
         variant: {
             key: sum(per_seed[s][key] for s in seeds) / len(seeds)
@@ -382,7 +405,10 @@ def reproduce_main(request: ReproRequest) -> TableResult:
         for variant, per_seed in per_variant.items()
     }
     return TableResult(
-        rows=rows, config=cfg, notes=notes, extra={"mean_accuracy_per_question_type": per_type}
+        rows=rows,
+        config=cfg,
+        notes=notes,
+        extra={"mean_accuracy_per_question_type": per_type, "comparisons": comparisons},
     )
 
 

@@ -210,6 +210,31 @@ def patch_attribute_targets(
     return {k: torch.stack(v) for k, v in rows.items()}
 
 
+def patch_scale_patterns(samples: Sequence[Any], patch_size: int, amplitude: float) -> None:
+    """Paints each patterned object's surface with patch-sized cells, in place (once per image): ``striped``
+    alternates rows of ``patch_size`` px, ``checkered`` alternates ``patch_size`` px squares, each cell the object's
+    colour +/- ``amplitude``; ``plain`` objects are left as drawn. Render the scenes with ``pattern_amplitude=0``
+    first (the shared generator's 2-px patterns then vanish), so the pattern exists only at patch scale."""
+    import numpy as np
+
+    done: set[int] = set()
+    for sample in samples:
+        if sample.image_id in done:
+            continue
+        done.add(sample.image_id)
+        image = sample.image
+        h, w = image.shape[:2]
+        rows = (np.arange(h) // patch_size)[:, None]
+        cols = (np.arange(w) // patch_size)[None, :]
+        for obj in sample.objects:
+            if obj.pattern == "plain":
+                continue
+            parity = (rows % 2 == 0) if obj.pattern == "striped" else ((rows + cols) % 2 == 0)
+            sign = np.where(parity, 1.0, -1.0)[..., None]
+            painted = np.clip(image.astype(np.float32) + amplitude * sign, 0, 255).astype(np.uint8)
+            image[obj.mask] = painted[obj.mask]
+
+
 def pretrain_vision_tower(
     vision_tower: nn.Module,
     images: torch.Tensor,
