@@ -1,6 +1,8 @@
 # paperzoo: the developer commands. CI runs the same ones (.ci/run).
 #   make test                       create .venv if missing, install everything editable, test every package
 #   make test PKG=dckd              ... only shared's install + that package's tests
+#   make test ARGS="-m slow" TEST_FLAGS=--allow-empty   the slow suites (packages without one pass)
+#   make wheel-smoke [PKG=dckd]     build the wheels, install them into a fresh venv, smoke-run from outside
 #   make reproduce                  `paperzoo reproduce --all --preset smoke`
 #   make reproduce PKG=dckd PRESET=mini
 #   make lint                       ruff, import-linter contracts, workflow schema, layout checks
@@ -20,7 +22,7 @@ STAMP := $(VENV)/.paperzoo-installed
 # pip warns once per package about this machine's local package mirrors that lack it; harmless.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: install test reproduce lint fmt bench mutate report clean-venv
+.PHONY: install test wheel-smoke reproduce lint fmt bench mutate report clean-venv
 
 # The stamp depends on every pyproject.toml, so a second `make test` installs nothing
 # and a changed or new package reinstalls.
@@ -34,7 +36,18 @@ $(STAMP): pyproject.toml shared/pyproject.toml $(wildcard packages/*/pyproject.t
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python tools/run_tests.py $(if $(PKG),$(PKG),shared $(PACKAGES)) $(if $(ARGS),-- $(ARGS))
+	$(BIN)/python tools/run_tests.py $(TEST_FLAGS) $(if $(PKG),$(PKG),shared $(PACKAGES)) $(if $(ARGS),-- $(ARGS))
+
+# Wheels of shared and every package, installed with plain pip into a fresh venv (build/wheel-venv) and run
+# from a folder outside the checkout (tools/wheel_smoke.sh).
+wheel-smoke: $(STAMP)
+	rm -rf build/wheels build/wheel-venv
+	mkdir -p build
+	{ $(BIN)/python -m build --wheel --outdir build/wheels shared $(foreach p,$(PACKAGES),&& $(BIN)/python -m build --wheel --outdir build/wheels packages/$(p)); } > build/wheel-build.log 2>&1 || { tail -30 build/wheel-build.log; exit 1; }
+	$(PYTHON) -m venv build/wheel-venv
+	build/wheel-venv/bin/python -m pip install --quiet "pip>=25.1" 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	build/wheel-venv/bin/python -m pip install --quiet build/wheels/*.whl 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	bash tools/wheel_smoke.sh build/wheel-venv $(PKG) $(if $(PKG),,$(PACKAGES))
 
 reproduce: $(STAMP)
 ifeq ($(PKG),)

@@ -6,7 +6,7 @@
 Rules: a file under packages/<name>/ selects that package; anything under shared/, the root
 configuration (pyproject.toml, Makefile, tools/, .ci/, .github/) or more than 300 changed files selects
 every package, plus shared. Paper packages never depend on each other (an import-linter contract), so
-there are no other dependents to add. benchmarks/<name>_*.py selects <name>. A path under packages/ whose
+there are no other dependents to add. benchmarks/<name>_*.py selects <name>, benchmarks/kernels_*.py shared. A path under packages/ whose
 folder is not a package is an error, so a new package cannot silently escape CI.
 """
 
@@ -45,6 +45,8 @@ def affected(changed: list[str]) -> list[str]:
                 selected.add(parts[1])
         elif parts[0] == "benchmarks":
             selected.update(p for p in packages if parts[-1].startswith(f"{p}_"))
+            if parts[-1].startswith("kernels_"):  # the shared kernels' benchmark
+                selected.add("shared")
     return sorted(selected)
 
 

@@ -83,7 +83,9 @@ def test_unknown_table_and_preset_errors(fake_paper, tmp_path):
     paper = get_paper("fakepaper")
     with pytest.raises(RegistryError, match=r"no table 'x'; valid tables: main, ablation"):
         run_reproduction(paper, preset="mini", table_id="x", out_dir=tmp_path)
-    with pytest.raises(RegistryError, match=r"unknown preset 'huge'; valid presets: smoke, mini, full"):
+    with pytest.raises(
+        RegistryError, match=r"unknown preset 'huge'; valid presets: smoke, mini, mini-long, full"
+    ):
         run_reproduction(paper, preset="huge", out_dir=tmp_path)
     with pytest.raises(
         RegistryError, match=r"table ablation of fakepaper has no preset 'smoke'; valid presets: mini"

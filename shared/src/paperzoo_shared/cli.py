@@ -1,7 +1,7 @@
 """``paperzoo``: list the installed papers, reproduce their tables, regenerate REPRODUCTION.md.
 
 paperzoo list
-paperzoo reproduce <paper> [--preset smoke|mini|full] [--table ID] [--seeds 0,1,2] [--out DIR] [--set k=v]
+paperzoo reproduce <paper> [--preset smoke|mini|mini-long|full] [--fresh] [--table ID] [--seeds 0,1,2] [--out DIR] [--set k=v]
 paperzoo reproduce --all --preset smoke
 paperzoo report [--root DIR] [--check]
 """

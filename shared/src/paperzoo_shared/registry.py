@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 ENTRY_POINT_GROUP = "paperzoo.papers"
-PRESETS = ("smoke", "mini", "full")
+PRESETS = ("smoke", "mini", "mini-long", "full")
 # Where a built wheel keeps the package's paper/ and configs/ folders (hatchling force-include);
 # in a source checkout they sit beside src/.
 INSTALLED_DATA_DIR = "_package_data"

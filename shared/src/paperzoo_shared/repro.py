@@ -58,7 +58,7 @@ from paperzoo_shared.registry import PRESETS, Paper, RegistryError, check_preset
 RESULTS_SCHEMA_VERSION = 1
 RowStatus = Literal["pending", "reproduced", "partial", "known_gap", "not_reproducible"]
 ROW_STATUSES: tuple[str, ...] = ("pending", "reproduced", "partial", "known_gap", "not_reproducible")
-DEFAULT_SEEDS = {"smoke": [0], "mini": [0, 1, 2], "full": [0]}
+DEFAULT_SEEDS = {"smoke": [0], "mini": [0, 1, 2], "mini-long": [0, 1, 2], "full": [0]}
 
 
 class TablesError(ValueError):
@@ -755,7 +755,7 @@ def run_reproduction(
 # REPRODUCTION.md
 # ----------------------------------------------------------------------------------------------------
 
-REPORT_PRESETS = ("full", "mini")
+REPORT_PRESETS = ("full", "mini-long", "mini")
 README_BLOCK = re.compile(
     r"(<!-- paperzoo:results (?P<ref>[\w.-]+/[\w.-]+) -->\n)(?P<body>.*?)(<!-- /paperzoo:results -->)",
     re.DOTALL,

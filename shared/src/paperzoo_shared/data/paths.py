@@ -19,8 +19,9 @@ def safe_join(
     """Return ``root / relative``, raising :class:`DataError` when the result would leave ``root``.
 
     ``source`` is the file the path was read from and ``entry`` the record in it (an id, a line number), so
-    the message says where to fix it. Symbolic links are resolved before the check, so a link inside the
-    root that points outside is refused too. An absolute ``relative`` is refused even when it happens to lie
+    the message says where to fix it. The check is on the path as written (``..`` components, absolute
+    paths): symbolic links that the user put inside the root, such as ``JPEGImages -> /mnt/voc/JPEGImages``,
+    are the user's choice and are followed. An absolute ``relative`` is refused even when it happens to lie
     inside the root: annotation paths are relative by contract.
     """
     text = os.fspath(relative)
@@ -33,8 +34,8 @@ def safe_join(
         raise DataError(
             f"path {text!r} in {where} is absolute; paths must be relative to the data root {root}."
         )
-    base = Path(root).resolve()
-    joined = (base / text).resolve()
+    base = Path(os.path.abspath(root))
+    joined = Path(os.path.normpath(base / text))
     if joined != base and not joined.is_relative_to(base):
         raise DataError(f"path {text!r} in {where} leaves the data root {base}; refusing to read {joined}.")
     return joined
