@@ -140,6 +140,8 @@ class PipelinePresetConfig:
     """The scripted expert reads the image right with this probability."""
     throughput_n: int = 48
     """Problems of the throughput table (no failure tags)."""
+    throughput_timeout: float = 30.0
+    """Client timeout per call in the throughput table (long: a slow client must not turn into failures)."""
     concurrency: list[int] = field(default_factory=lambda: [1, 8, 32])
     """Problems in flight for the throughput rows."""
 

@@ -209,9 +209,8 @@ async def run_item(
         trace = await _single(backend, "direct", item.direct_prompt, model_image)
     else:
         trace = await _single(backend, "cot", item.cot_prompt, model_image)
-    status, errors = _status(trace, cfg.method)
     record: dict[str, Any] = {"pid": item.pid, "benchmark": cfg.benchmark, "method": cfg.method,
-                              "status": status, "errors": errors, "response": trace.response}  # fmt: skip
+                              "status": "", "errors": [], "response": trace.response}  # fmt: skip
     if cfg.benchmark == "mathvista":
         record.update(await _mathvista_verdict(item, cfg, backend, trace))
     else:
@@ -220,6 +219,7 @@ async def run_item(
                 trace.response, item.choices or (), int(item.problem["answer"]), item.pid, cfg.seed
             )
         )
+    record["status"], record["errors"] = _status(trace, cfg.method)  # after the extraction call, if any
     record["trace"] = _trace_dict(trace)
     return record
 

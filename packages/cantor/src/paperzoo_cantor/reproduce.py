@@ -62,8 +62,8 @@ def _failures(n: int, every: int) -> dict[int, str]:
 
 
 def _eval_cfg(cfg: PipelinePresetConfig, base_url: str, benchmark: str, root: Path, method: str, split: str,
-              concurrency: int = 8) -> EvalConfig:  # fmt: skip
-    backend = BackendConfig(kind="openai", model="scripted-vlm", base_url=base_url, timeout=cfg.timeout,
+              concurrency: int = 8, timeout: float | None = None) -> EvalConfig:  # fmt: skip
+    backend = BackendConfig(kind="openai", model="scripted-vlm", base_url=base_url, timeout=timeout or cfg.timeout,
                             retries=1, backoff=0.05, concurrency=concurrency)  # fmt: skip
     return EvalConfig(benchmark=benchmark, data_root=str(root), method=method, item_concurrency=concurrency,
                       backend=backend, cantor=CantorRunConfig(split_mode=split))  # fmt: skip
@@ -185,7 +185,8 @@ def _throughput(request: ReproRequest, cfg: PipelinePresetConfig) -> TableResult
     rows = [RowResult.from_seed_metrics(r, labels[r], per_row[r]) for r in row_ids]
     notes = [
         f"{cfg.throughput_n} ScienceQA fixture problems, Cantor (about 2.5 calls each), server latency "
-        f"{cfg.latency * 1000:.0f} ms per call, client and server in one process on shared CPU cores; the "
+        f"{cfg.latency * 1000:.0f} ms per call, client timeout {cfg.throughput_timeout:g} s, client and server in one "
+        "process on shared CPU cores; the "
         "cached rerun deletes records.jsonl and keeps cache.sqlite, so it redoes every problem with no server call.",
     ]
     return TableResult(rows=rows, config=cfg, notes=notes)

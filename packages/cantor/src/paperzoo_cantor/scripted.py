@@ -141,6 +141,17 @@ class ScriptedVLM:
 # ----------------------------------------------------------------------------------------------------
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that gave up (timed out) resets its connection; that is expected here, not an error."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class ScriptedServer:
     """A threaded OpenAI-compatible server on 127.0.0.1 serving a :class:`ScriptedVLM`.
 
@@ -203,7 +214,7 @@ class ScriptedServer:
                 status, body = server.handle(request)
                 self._send(status, body)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
