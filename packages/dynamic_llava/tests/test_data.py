@@ -105,3 +105,20 @@ def test_llava_conversation_json_reader(tmp_path, tokenizer):
     bad.write_text(json.dumps([{"id": "c", "conversations": [{"from": "system", "value": "x"}]}]))
     with pytest.raises(ValueError, match="record 0"):
         LlavaConversationDataset(bad, tmp_path, tokenizer, n_image_tokens=16, image_size=32, image_token_id=4)
+
+
+@pytest.mark.parametrize("image", ["../outside.png", "coco/../../outside.png", "/etc/passwd"])
+def test_an_image_path_that_leaves_the_image_folder_is_refused(tmp_path, tokenizer, image):
+    from paperzoo_shared.data.errors import DataError
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    turns = [{"from": "human", "value": "<image>\nhi"}, {"from": "gpt", "value": "red"}]
+    records = [{"id": "ok", "image": "1.png", "conversations": turns},
+               {"id": "evil", "image": image, "conversations": turns}]  # fmt: skip
+    path = tmp_path / "mix.json"
+    path.write_text(json.dumps(records))
+    with pytest.raises(DataError) as caught:
+        LlavaConversationDataset(path, folder, tokenizer, n_image_tokens=16, image_size=32, image_token_id=4)
+    message = str(caught.value)
+    assert str(path) in message and "record 1" in message and "'evil'" in message and repr(image) in message

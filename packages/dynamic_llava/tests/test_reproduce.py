@@ -11,9 +11,13 @@ from paperzoo_shared.registry import get_paper
 from paperzoo_shared.repro import load_tables, run_reproduction
 
 
-def test_smoke_preset_end_to_end(tmp_path):
+def test_smoke_preset_end_to_end(tmp_path, capfd):
     paper = get_paper("dynamic_llava")
     [(json_path, markdown)] = run_reproduction(paper, preset="smoke", out_dir=tmp_path)
+    progress = capfd.readouterr().err
+    steps = load_config(ExperimentConfig, paper.data_root() / "configs" / "smoke.yaml").pretrain.steps
+    assert f"{steps}/{steps} [" in progress  # the Trainer's own tqdm bar (elapsed<remaining) for training
+    assert "QA (fastv)" in progress and "descriptions (dynamic)" in progress  # and the evaluation loops
     results = json.loads(json_path.read_text())
     assert [row["id"] for row in results["rows"]] == ["dense", "dynamic", "random", "fastv"]
     for row in results["rows"]:

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from paperzoo_shared.errors import UserError, add_debug_flag, run_cli
+
 
 def _package_configs() -> Path:
     from paperzoo_dynamic_llava.paper import PAPER
@@ -45,6 +47,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from paperzoo_dynamic_llava.modeling_dynamic_llava import DynamicLlavaForConditionalGeneration
     from paperzoo_shared.data.image_io import read_image
 
+    if not (args.model / "config.json").is_file():
+        raise UserError(
+            f"--model {args.model}: no config.json there; pass a local Dynamic-LLaVA checkpoint folder"
+        )
+    if not args.image.is_file():
+        raise UserError(f"--image {args.image}: no such file")
     model = DynamicLlavaForConditionalGeneration.from_pretrained(args.model).eval()
     tok = AutoTokenizer.from_pretrained(args.model)
     prompt = vicuna_v1_prompt(args.prompt)
@@ -66,6 +74,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_flops(args: argparse.Namespace) -> int:
     from paperzoo_dynamic_llava.measure import paper_tflops
 
+    if not 0.0 < args.keep_rate <= 1.0:
+        raise UserError(f"--keep-rate {args.keep_rate}: the share of image tokens kept must lie in (0, 1]")
+    if args.sparse_layer < 0:
+        raise UserError(f"--sparse-layer {args.sparse_layer}: must be a layer index >= 0")
     rows = {
         f"llava15_{size}": {
             "dense": round(paper_tflops(size), 2),
@@ -82,6 +94,7 @@ def _cmd_flops(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="paperzoo-dynamic-llava", description=__doc__)
+    add_debug_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -137,12 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-rate", type=float, default=0.2)
     p.add_argument("--sparse-layer", type=int, default=2)
     p.set_defaults(func=_cmd_flops)
+    for command in sub.choices.values():  # --debug is accepted before or after the command
+        add_debug_flag(command)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``paperzoo-dynamic-llava`` entry point: a known bad input (a bad flag value, a missing file, a
+    malformed config or data file) is one line and exit status 2; ``--debug`` shows the traceback."""
+    return run_cli("paperzoo-dynamic-llava", _main, argv)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from paperzoo_dynamic_llava.modeling_dynamic_llava import IGNORE_INDEX
+from paperzoo_shared.data import safe_join
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -217,9 +218,14 @@ class LlavaConversationDataset(torch.utils.data.Dataset):
             ):
                 raise ValueError(f"{self.path}: record {i} (id {record.get('id') if isinstance(record, dict) else '?'}) "
                                  "needs 'conversations' with turns from 'human' and 'gpt'")  # fmt: skip
-        self.records = [r for r in records if r.get("image")]
-        self.skipped_text_only = len(records) - len(self.records)
         self.image_folder = Path(image_folder)
+        self.records, self.image_paths = [], []
+        for i, record in enumerate(records):
+            if record.get("image"):  # checked up front: an image path read from the file stays in the folder
+                self.records.append(record)
+                self.image_paths.append(safe_join(self.image_folder, str(record["image"]), source=self.path,
+                                                  entry=f"record {i}, id {record.get('id')!r}"))  # fmt: skip
+        self.skipped_text_only = len(records) - len(self.records)
         self.tok, self.n_image_tokens, self.image_size = tokenizer, n_image_tokens, image_size
         self.image_token_id, self.max_length = image_token_id, model_max_length
 
@@ -262,7 +268,7 @@ class LlavaConversationDataset(torch.utils.data.Dataset):
                 raise ValueError(f"{self.path}: sample {record.get('id')} loses image tokens when truncated to "
                                  f"model_max_length={self.max_length}")  # fmt: skip
             ids, labels = ids[: self.max_length], labels[: self.max_length]
-        image = expand_to_square(read_image(self.image_folder / record["image"], channel_order="rgb"))
+        image = expand_to_square(read_image(self.image_paths[i], channel_order="rgb"))
         return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
                 "pixel_values": resize_and_normalize(image, self.image_size)}  # fmt: skip
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from paperzoo_dynamic_llava.data import Example, collate_prompts
 from paperzoo_dynamic_llava.measure import count_flops, eq13_prefill_flops
@@ -28,7 +29,8 @@ def qa_accuracy(
     """Exact match of the first generated word against the single-word answer, overall and per type."""
     correct: dict[str, int] = {}
     total: dict[str, int] = {}
-    for start in range(0, len(examples), batch_size):
+    batches = range(0, len(examples), batch_size)
+    for start in tqdm(batches, desc=f"QA ({selection})", unit="batch", leave=False, dynamic_ncols=True):
         chunk = examples[start : start + batch_size]
         batch = collate_prompts(chunk, tokenizer.pad_token_id)
         out = model.sparse_generate(**batch, max_new_tokens=1, selection=selection, seed=seed + start,
@@ -51,7 +53,10 @@ def teacher_forced_answers(
     the teacher-forced accuracy on ``content_ids`` (the description's colour, pattern, shape and place words)."""
     ppls, kv_bytes, cached_last, kept_ratio = [], [], [], []
     content_hits, content_total = 0, 0
-    for start in range(0, len(examples), batch_size):
+    batches = range(0, len(examples), batch_size)
+    for start in tqdm(
+        batches, desc=f"descriptions ({selection})", unit="batch", leave=False, dynamic_ncols=True
+    ):
         chunk = examples[start : start + batch_size]
         batch = collate_prompts(chunk, pad_id)
         b = len(chunk)

@@ -96,7 +96,8 @@ def freeze_for_dynamic_training(
 
 
 def training_arguments(output_dir: str | Path, **overrides: Any) -> TrainingArguments:
-    """TrainingArguments with the recipe's defaults (cosine, warmup 3 %, no saving, no reporting)."""
+    """TrainingArguments with the recipe's defaults (cosine, warmup 3 %, no saving, no reporting, the Trainer's
+    own tqdm progress bar with ETA: the miniature trains for minutes)."""
     kwargs: dict[str, Any] = {
         "output_dir": str(output_dir),
         "lr_scheduler_type": "cosine",
@@ -107,7 +108,7 @@ def training_arguments(output_dir: str | Path, **overrides: Any) -> TrainingArgu
         "remove_unused_columns": False,
         "dataloader_num_workers": 0,
         "logging_steps": 10,
-        "disable_tqdm": True,
+        "disable_tqdm": False,
         "use_cpu": not torch.cuda.is_available(),
     }
     kwargs.update(overrides)
