@@ -140,13 +140,17 @@ def _throughput_seed(cfg: PipelinePresetConfig, seed: int) -> dict[str, dict[str
             last = None
             for c in cfg.concurrency:
                 before = server.requests
-                ecfg = _eval_cfg(cfg, server.base_url, "scienceqa", root, "cantor", "official", concurrency=c)
+                ecfg = _eval_cfg(
+                    cfg, server.base_url, "scienceqa", root, "cantor", "official", concurrency=c,
+                    timeout=cfg.throughput_timeout,
+                )  # fmt: skip
                 start = time.monotonic()
-                run_eval(ecfg, work / f"c{c}", progress=False)
+                summary = run_eval(ecfg, work / f"c{c}", progress=False)
                 wall = time.monotonic() - start
                 out[f"concurrency_{c}"] = {
                     "items_per_s": cfg.throughput_n / wall,
                     "calls": float(server.requests - before),
+                    "failed": float(cfg.throughput_n - summary["status"].get("ok", 0)),
                 }
                 last = (c, ecfg)
             assert last is not None
@@ -154,11 +158,12 @@ def _throughput_seed(cfg: PipelinePresetConfig, seed: int) -> dict[str, dict[str
             (work / f"c{c}" / RECORDS).unlink()  # every problem again, every call from the cache
             before = server.requests
             start = time.monotonic()
-            run_eval(ecfg, work / f"c{c}", progress=False)
+            summary = run_eval(ecfg, work / f"c{c}", progress=False)
             wall = time.monotonic() - start
             out["cached_rerun"] = {
                 "items_per_s": cfg.throughput_n / wall,
                 "calls": float(server.requests - before),
+                "failed": float(cfg.throughput_n - summary["status"].get("ok", 0)),
             }
     base = out[f"concurrency_{cfg.concurrency[0]}"]["items_per_s"]
     for metrics in out.values():
