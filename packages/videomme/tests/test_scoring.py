@@ -150,3 +150,115 @@ def test_lmms_eval_substring_grouping_equals_exact_grouping() -> None:
                 k for k in keys if k[position] == name or (name == "Multilingual" and "Multilingual" in k)
             }
             assert by_substring == exact, name
+
+
+# Goldens computed by hand (the comments give the arithmetic); each dict is compared whole, so a wrong key, a
+# wrong zero group or a group that should not be there fails.
+
+ZERO = {"accuracy": 0.0, "correct": 0, "total": 0}
+
+
+def _zeros(**seen: dict) -> dict:
+    """Breakdowns with every canonical category at zero except the ``seen`` ones (keys: field=({value: group}))."""
+    from paperzoo_videomme.scoring import BREAKDOWNS
+
+    out = {key: {value: dict(ZERO) for value in canonical} for key, (_, canonical) in BREAKDOWNS.items()}
+    for key, groups in seen.items():
+        out[key].update(groups)
+    return out
+
+
+GOLDEN_RECORDS = [
+    _record("001-1", "A", "A"),  # short, Knowledge, Counting Problem: right
+    _record("001-2", "C", "B"),  # short: wrong
+    _record("001-3", "D", "I cannot tell"),  # short: no letter (dropped by official, wrong for lmms-eval)
+    _record("002-1", "D", "D.", video_id="002", videoID="vid002", duration="medium", domain="Sports Competition",
+            sub_category="Esports", task_type="Temporal Perception"),  # medium: right
+    _record("003-1", "B", "B", video_id="003", videoID="vid003", duration="long"),  # long: left out below
+]  # fmt: skip
+
+
+def test_score_records_golden_official_rule() -> None:
+    scores = score_records(GOLDEN_RECORDS, "official", durations=["short", "medium"])
+    from paperzoo_videomme.scoring import SCORING_RULES
+
+    assert (scores["rule"], scores["source"]) == ("official", SCORING_RULES["official"].source)
+    assert scores["durations"] == ["short", "medium"] and list(scores["by_duration"]) == ["short", "medium"]
+    # short: 001-1 right, 001-2 wrong, 001-3 dropped -> 1 / 2
+    assert scores["by_duration"]["short"] == {
+        "accuracy": 0.5, "correct": 1, "total": 2, "unparsed": 1, "questions": 3,
+        **_zeros(domain={"Knowledge": {"accuracy": 0.5, "correct": 1, "total": 2}},
+                 sub_category={"Humanity & History": {"accuracy": 0.5, "correct": 1, "total": 2}},
+                 task_type={"Counting Problem": {"accuracy": 0.5, "correct": 1, "total": 2}}),
+    }  # fmt: skip
+    # medium: 002-1 right -> 1 / 1
+    assert scores["by_duration"]["medium"] == {
+        "accuracy": 1.0, "correct": 1, "total": 1, "unparsed": 0, "questions": 1,
+        **_zeros(domain={"Sports Competition": {"accuracy": 1.0, "correct": 1, "total": 1}},
+                 sub_category={"Esports": {"accuracy": 1.0, "correct": 1, "total": 1}},
+                 task_type={"Temporal Perception": {"accuracy": 1.0, "correct": 1, "total": 1}}),
+    }  # fmt: skip
+    # overall over short + medium (the long question is not counted): 2 / 3
+    overall = scores["overall"]
+    assert (overall["correct"], overall["total"], overall["unparsed"], overall["questions"]) == (2, 3, 1, 4)
+    assert overall["accuracy"] == pytest.approx(2 / 3)
+    assert overall["domain"]["Knowledge"] == {"accuracy": 0.5, "correct": 1, "total": 2}
+    assert overall["domain"]["Sports Competition"] == {"accuracy": 1.0, "correct": 1, "total": 1}
+    assert overall["domain"]["Multilingual"] == ZERO
+
+
+def test_score_records_golden_lmms_eval_rule_and_an_empty_duration() -> None:
+    scores = score_records(GOLDEN_RECORDS[:3], "lmms_eval")  # every duration; only short questions
+    # unparsed counted wrong: 1 / 3
+    short = scores["by_duration"]["short"]
+    assert (short["correct"], short["total"], short["unparsed"], short["questions"]) == (1, 3, 1, 3)
+    assert short["accuracy"] == pytest.approx(1 / 3)
+    assert short["task_type"]["Counting Problem"]["total"] == 3
+    empty = {**ZERO, "unparsed": 0, "questions": 0, **_zeros()}
+    assert scores["by_duration"]["medium"] == empty and scores["by_duration"]["long"] == empty
+    assert score_records([], "official")["overall"] == empty
+
+
+def test_a_category_outside_the_canonical_lists_is_kept() -> None:
+    scores = score_records([_record("001-1", "B", "B", task_type="Novel Task")])
+    groups = scores["overall"]["task_type"]
+    assert list(groups) == [*TASK_TYPES, "Novel Task"]
+    assert groups["Novel Task"] == {"accuracy": 1.0, "correct": 1, "total": 1}
+    assert groups["Counting Problem"] == ZERO
+
+
+def test_vlmevalkit_reads_the_options_from_the_record_question() -> None:
+    question = "How many circles?\nA. one\nB. two\nC. three\nD. four"
+    records = [_record("001-1", "B", "There are two circles.", question=question)]
+    # VLMEvalKit's matcher finds option text "two" -> B (right); the official regex finds no letter
+    assert score_records(records, "vlmevalkit")["overall"]["correct"] == 1
+    assert score_records(records, "official")["overall"]["unparsed"] == 1
+
+
+def test_a_record_without_a_question_id_is_named_with_a_question_mark() -> None:
+    record = {k: v for k, v in FIXTURE[0].items() if k not in ("question_id", "answer")}
+    with pytest.raises(KeyError, match=r"record 0 \(\?\) lacks \['question_id', 'answer'\]"):
+        score_records([record])
+
+
+def test_official_results_golden(tmp_path) -> None:
+    bare = {"video_id": "002", "duration": "medium", "domain": "Sports Competition", "sub_category": "Esports",
+            "question_id": "002-1", "task_type": "Temporal Perception", "answer": "B", "response": None}  # fmt: skip
+    grouped = official_results([FIXTURE[0], FIXTURE[1], bare], missing_videos=["002"])
+    options = ["A. 1", "B. 2", "C. 3", "D. 4"]
+    expected = [
+        {"video_id": "001", "duration": "short", "domain": "Knowledge", "sub_category": "Humanity & History",
+         "videoID": "vid001", "missing": False, "questions": [
+             {"question_id": "001-1", "task_type": "Counting Problem", "question": "How many?", "options": options,
+              "answer": "A", "response": "A"},
+             {"question_id": "001-2", "task_type": "Counting Problem", "question": "How many?", "options": options,
+              "answer": "C", "response": "B"}]},
+        {"video_id": "002", "duration": "medium", "domain": "Sports Competition", "sub_category": "Esports",
+         "videoID": "", "missing": True, "questions": [
+             {"question_id": "002-1", "task_type": "Temporal Perception", "question": "", "options": [],
+              "answer": "B", "response": ""}]},
+    ]  # fmt: skip
+    assert grouped == expected
+    # read back: the missing video is skipped, the other comes back as flat records with every field
+    path = write_official_results(tmp_path / "results.json", [FIXTURE[0], FIXTURE[1], bare], ["002"])
+    assert read_official_results(path) == [FIXTURE[0], FIXTURE[1]]
