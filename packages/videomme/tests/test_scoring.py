@@ -262,3 +262,32 @@ def test_official_results_golden(tmp_path) -> None:
     # read back: the missing video is skipped, the other comes back as flat records with every field
     path = write_official_results(tmp_path / "results.json", [FIXTURE[0], FIXTURE[1], bare], ["002"])
     assert read_official_results(path) == [FIXTURE[0], FIXTURE[1]]
+
+
+def test_read_official_results_fills_absent_fields_and_names_problems(tmp_path) -> None:
+    video = {"video_id": "002", "duration": "long", "domain": "Multilingual", "sub_category": "Multilingual"}
+    data = [
+        {**video, "video_id": "001", "missing": True, "questions": [{"question_id": "001-1"}]},  # skipped
+        {**video, "questions": [
+            {"question_id": "002-1", "task_type": "OCR Problems", "answer": "C", "response": "C",
+             "options": ["A. a", "B. b", "C. c", "D. d"], "choices": ["old"]},  # options win over choices
+            {"question_id": "002-2", "task_type": "OCR Problems", "answer": "A", "response": "B"}]},
+    ]  # fmt: skip
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(data))
+    common = {**video, "videoID": "", "task_type": "OCR Problems", "question": ""}
+    assert read_official_results(path) == [
+        {**common, "question_id": "002-1", "answer": "C", "response": "C", "options": ["A. a", "B. b", "C. c", "D. d"]},
+        {**common, "question_id": "002-2", "answer": "A", "response": "B", "options": []},
+    ]  # fmt: skip
+    from paperzoo_shared.data.errors import DataError
+
+    data[1]["questions"][1] = {"task_type": "OCR Problems", "response": "B"}
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match=r"results\.json: question \? of video 002 has no 'question_id'"):
+        read_official_results(path)
+    path.write_text(json.dumps({"videos": []}))
+    with pytest.raises(DataError, match="must hold a JSON list of videos, got dict"):
+        read_official_results(path)
+    with pytest.raises(DataError, match="Video-MME results"):
+        read_official_results(tmp_path / "absent.json")
