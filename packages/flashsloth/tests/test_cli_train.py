@@ -101,22 +101,27 @@ def test_stage_one_then_two_from_local_folders(tmp_path, capsys):
         args = ["generate", "--model", str(tmp_path / "out_II"), "--image", str(tmp_path / "images" / "0.png"),
                 "--question", question, "--max-new-tokens", "3"]  # fmt: skip
         assert main(args) == 0
-        assert capsys.readouterr().out.strip() == _greedy_by_hand(tmp_path / "out_II", tmp_path / "images" / "0.png", question, 3)
+        assert capsys.readouterr().out.strip() == _greedy_by_hand(
+            tmp_path / "out_II", tmp_path / "images" / "0.png", question, 3
+        )
 
 
 def _greedy_by_hand(folder, image_path, question, steps):
     """What `generate` must print, computed without generate: the phi2 prompt built by hand from the template
     pieces, full forward passes on the growing prompt, argmax, stop at eos, decode."""
     from paperzoo_flashsloth.data import preprocess_image
-    from paperzoo_shared.data.image_io import read_image
     from transformers import AutoTokenizer
+
+    from paperzoo_shared.data.image_io import read_image
 
     model = FlashSlothForConditionalGeneration.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
     cfg = model.config
     system = "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user's questions."  # fmt: skip
+
     def enc(text):
         return tok(text, add_special_tokens=False)["input_ids"]
+
     ids = enc(system + " USER: ") + [cfg.image_token_id] + enc("\n" + question)
     ids += [cfg.learnable_token_id] + enc(" ASSISTANT:")
     pixels = preprocess_image(read_image(image_path, channel_order="rgb"), cfg.vision_config.image_size)[None]
@@ -134,7 +139,12 @@ def _greedy_by_hand(folder, image_path, question, steps):
 def test_generate_reports_a_missing_model_folder(tmp_path, capsys):
     image = tmp_path / "x.png"
     image.write_bytes(b"")
-    assert main(["generate", "--model", str(tmp_path / "no_such_model"), "--image", str(image), "--question", "q"]) == 2
+    assert (
+        main(
+            ["generate", "--model", str(tmp_path / "no_such_model"), "--image", str(image), "--question", "q"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "is not a local folder" in err and "Traceback" not in err and "hub" not in err.lower()
 
@@ -145,7 +155,13 @@ def test_train_rejects_flash_attention_without_the_package(tmp_path, capsys):
     if importlib.util.find_spec("flash_attn") is not None:
         return  # installed: the choice is valid
     _backbones(tmp_path)
-    args = ["train", "--config", str(_experiment(tmp_path, "I", "plain")), "--attn-implementation", "flash_attention_2"]
+    args = [
+        "train",
+        "--config",
+        str(_experiment(tmp_path, "I", "plain")),
+        "--attn-implementation",
+        "flash_attention_2",
+    ]
     assert main(args) == 2
     assert "flash-attn" in capsys.readouterr().err
 

@@ -102,7 +102,9 @@ def test_padding_has_no_effect():
         ab, ctx_ab = model.prepare_multimodal(**both)
         h_a = torch.randn_like(a.inputs_embeds)
         h_ab = torch.randn_like(ab.inputs_embeds)
-        h_ab[0, : h_a.shape[1]] = h_a[0]  # same hidden states for sample A; its text slots are padded in the batch
+        h_ab[0, : h_a.shape[1]] = h_a[
+            0
+        ]  # same hidden states for sample A; its text slots are padded in the batch
         out_a = model.apply_embedded_query(h_a, ctx_a.layout, ctx_a.raw_features)
         out_ab = model.apply_embedded_query(h_ab, ctx_ab.layout, ctx_ab.raw_features)
         leaky = ctx_ab.layout

@@ -61,7 +61,9 @@ def test_batched_equals_one_by_one():
     model = tiny_model()
     ids, mask, pixels = _batch(PROMPTS, model)
     kw = dict(max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=None)
-    together = model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, **kw)[:, ids.shape[1] :]
+    together = model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, **kw)[
+        :, ids.shape[1] :
+    ]
     image = 0
     for b, prompt in enumerate(PROMPTS):
         n = prompt.count(I)

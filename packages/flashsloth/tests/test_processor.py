@@ -45,15 +45,19 @@ def test_prompt_layout(tiny):
     assert ids.count(image_id) == 1 and ids.count(learnable_id) == 1
     # USER: <image> \n question <learnable> ASSISTANT:
     q_start, q_end = inputs["question_spans"][0, 0].tolist()
-    assert tok.decode(ids[q_start:q_end]).split() == "what colour is the square".split()
+    assert tok.decode(ids[q_start:q_end]).split() == ["what", "colour", "is", "the", "square"]
     assert ids.index(image_id) < q_start and q_end == ids.index(learnable_id)
-    assert tok.decode(ids[ids.index(learnable_id) + 1 :]).split()[0] == "ASSISTANT"  # <learnable> ends the turn
+    assert (
+        tok.decode(ids[ids.index(learnable_id) + 1 :]).split()[0] == "ASSISTANT"
+    )  # <learnable> ends the turn
     assert inputs["pixel_values"].shape == (1, 3, 24, 24)
 
 
 def test_left_padding_and_text_only_samples(tiny):
     model, processor = tiny
-    inputs = processor(images=[_image(), None], text=["what colour is the square", "how many circles are there"])
+    inputs = processor(
+        images=[_image(), None], text=["what colour is the square", "how many circles are there"]
+    )
     mask = inputs["attention_mask"]
     assert inputs["pixel_values"].shape[0] == 1  # the text-only sample brings no image
     assert (mask[:, -1] == 1).all()  # left padding: every row ends with its last token
@@ -68,7 +72,9 @@ def test_image_processor_matches_the_siglip_recipe():
     out = proc([white, black])["pixel_values"]
     torch.testing.assert_close(out[0], torch.ones(3, 24, 24))
     torch.testing.assert_close(out[1], -torch.ones(3, 24, 24))
-    hd = FlashSlothImageProcessor(image_size=24, image_hd=True, hd_grid=2, patch_size=4)(white)["pixel_values"]
+    hd = FlashSlothImageProcessor(image_size=24, image_hd=True, hd_grid=2, patch_size=4)(white)[
+        "pixel_values"
+    ]
     assert hd.shape == (1, 5, 3, 24, 24)
 
 

@@ -19,7 +19,9 @@ def _query_rows(model, ids):
         assembled, _ = model.prepare_multimodal(ids, torch.ones_like(ids), pixels)
     start = assembled.layout.start
     q = model.config.num_query_tokens
-    return torch.stack([assembled.inputs_embeds[b, s : s + q] for b, s in zip(assembled.layout.sample, start)])
+    return torch.stack(
+        [assembled.inputs_embeds[b, s : s + q] for b, s in zip(assembled.layout.sample, start)]
+    )
 
 
 def test_inserted_queries_are_parameters_plus_the_anchor_embedding():
@@ -43,7 +45,9 @@ def test_no_anchor_inserts_the_parameters_alone():
 def test_query_init_is_kaiming_uniform():
     """kaiming_uniform_(a=sqrt(5)) on a [Q, C] tensor: U(-b, b) with b = gain * sqrt(3 / fan_in), gain =
     sqrt(2 / (1 + a^2)) = sqrt(1/3), fan_in = C, so b = 1 / sqrt(C) and the std is b / sqrt(3)."""
-    text = TextSpec(hidden_size=256, intermediate_size=64, num_layers=4, num_heads=4, partial_rotary_factor=0.5)
+    text = TextSpec(
+        hidden_size=256, intermediate_size=64, num_layers=4, num_heads=4, partial_rotary_factor=0.5
+    )
     model = tiny_model(text=text, num_query_tokens=16)
     q = model.query_tokens.detach()
     bound = 1 / math.sqrt(256)

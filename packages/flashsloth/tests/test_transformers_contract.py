@@ -34,7 +34,11 @@ def test_phi2_defaults_are_the_release():
     """microsoft/phi-2 config.json: resid_pdrop 0.1, embd_pdrop 0.0, attention_dropout 0.0, partial rotary 0.4."""
     text = FlashSlothConfig().text_config
     assert text.resid_pdrop == 0.1 and text.embd_pdrop == 0.0 and text.attention_dropout == 0.0
-    assert text.rope_parameters["partial_rotary_factor"] == 0.4 and text.hidden_size == 2560 and text.num_hidden_layers == 32
+    assert (
+        text.rope_parameters["partial_rotary_factor"] == 0.4
+        and text.hidden_size == 2560
+        and text.num_hidden_layers == 32
+    )
 
 
 @pytest.mark.parametrize("choice", ["eager", "sdpa"])
@@ -51,7 +55,9 @@ def test_eager_and_sdpa_agree():
     ids = torch.tensor([[10, 11, IMAGE_ID, 12, 13, LEARNABLE_ID, 15]])
     pixels = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        torch.testing.assert_close(a(ids, None, pixels).logits, b(ids, None, pixels).logits, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            a(ids, None, pixels).logits, b(ids, None, pixels).logits, rtol=1e-4, atol=1e-5
+        )
 
 
 def test_flash_attention_needs_the_package():
@@ -92,7 +98,10 @@ def test_no_hook_state_survives_a_call():
     ids = torch.tensor([[10, 11, IMAGE_ID, 12, 13, LEARNABLE_ID, 15, 16]])
     pixels = torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
     model(ids, torch.ones_like(ids), pixels, labels=ids).loss.backward()
-    assert model.embedded_query.up.weight.grad is not None and float(model.embedded_query.up.weight.grad.abs().sum()) > 0
+    assert (
+        model.embedded_query.up.weight.grad is not None
+        and float(model.embedded_query.up.weight.grad.abs().sum()) > 0
+    )
     assert not any(k.startswith("_embq") for k in vars(model))
     model.eval()
     with torch.no_grad():

@@ -76,7 +76,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         missing.append("init_checkpoint (or phi2 + siglip)")
     if missing:
         raise UserError(f"set paths.{', paths.'.join(missing)} (e.g. --set paths.data_json=/data/llava.json)")
-    attn = check_attn_implementation(args.attn_implementation or cfg.model.attn_implementation, "--attn-implementation")
+    attn = check_attn_implementation(
+        args.attn_implementation or cfg.model.attn_implementation, "--attn-implementation"
+    )
     if paths.init_checkpoint:
         model = FlashSlothForConditionalGeneration.from_pretrained(
             _local_folder(paths.init_checkpoint, "paths.init_checkpoint"), attn_implementation=attn
@@ -154,14 +156,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     processor = FlashSlothProcessor.from_model(model, tokenizer)
     inputs = processor(images=[read_image(args.image, channel_order="rgb")], text=[args.question])
     inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-    sampling = {"do_sample": True, "temperature": args.temperature} if args.temperature > 0 else {"do_sample": False}
+    sampling = (
+        {"do_sample": True, "temperature": args.temperature} if args.temperature > 0 else {"do_sample": False}
+    )
     streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True) if args.stream else None
     with torch.no_grad():
         out = model.generate(
             **inputs,
             max_new_tokens=args.max_new_tokens,
             eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else tokenizer.eos_token_id,
             streamer=streamer,
             **sampling,
         )
@@ -227,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--image", required=True)
     gen.add_argument("--question", required=True)
     gen.add_argument("--max-new-tokens", type=int, default=128)
-    gen.add_argument("--temperature", type=float, default=0.0, help="0: greedy; > 0: sampling at this temperature")
+    gen.add_argument(
+        "--temperature", type=float, default=0.0, help="0: greedy; > 0: sampling at this temperature"
+    )
     gen.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     gen.set_defaults(func=cmd_generate)
 

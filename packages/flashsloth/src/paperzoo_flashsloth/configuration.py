@@ -494,7 +494,9 @@ class VisionPretrainSpec:
     def __post_init__(self) -> None:
         bad = [t for t in self.targets if t not in ("colour", "shape", "pattern")]
         if bad or not self.targets:
-            raise ValueError(f"vision_pretrain.targets must be a non-empty subset of colour, shape, pattern; got {bad}")
+            raise ValueError(
+                f"vision_pretrain.targets must be a non-empty subset of colour, shape, pattern; got {bad}"
+            )
 
 
 @dataclass

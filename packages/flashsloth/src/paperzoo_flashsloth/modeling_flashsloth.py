@@ -383,7 +383,9 @@ class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel, GenerationMi
             self.embedded_query = None
         self.language_model = language_model if language_model is not None else PhiForCausalLM(text_cfg)
         for index, layer in enumerate(self.decoder_layers):
-            layer.register_forward_pre_hook(functools.partial(_embedded_query_pre_hook, index), with_kwargs=True)
+            layer.register_forward_pre_hook(
+                functools.partial(_embedded_query_pre_hook, index), with_kwargs=True
+            )
         self.post_init()
 
     # ---- plumbing shared with transformers -------------------------------------------------------------
@@ -789,7 +791,9 @@ class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel, GenerationMi
         inputs["padding_side"] = "left"  # every row's last position must be its last token
         return inputs
 
-    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
+    def _update_model_kwargs_for_generation(
+        self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1
+    ):
         """After the prefill, the cache holds the *assembled* sequence (visual and query tokens in place of the
         placeholders): decoding steps continue its attention mask and positions, not the prompt's."""
         assembled_mask = outputs.get("attention_mask")
@@ -803,7 +807,9 @@ class FlashSlothForConditionalGeneration(FlashSlothPreTrainedModel, GenerationMi
             model_kwargs["attention_mask"] = torch.cat(
                 [assembled_mask, assembled_mask.new_ones(assembled_mask.shape[0], num_new_tokens)], dim=-1
             )
-            model_kwargs["position_ids"] = torch.cat([assembled_positions, assembled_positions[:, -1:] + new], dim=-1)
+            model_kwargs["position_ids"] = torch.cat(
+                [assembled_positions, assembled_positions[:, -1:] + new], dim=-1
+            )
         return model_kwargs
 
 
