@@ -145,3 +145,94 @@ def test_score_iitc_denominator_is_all_lines() -> None:
 def test_score_ita() -> None:
     records = [{"response": GT, "answer": GT}, {"response": "Picture 2", "answer": GT}]
     assert score_ita(records) == {"accuracy": 0.5, "n": 2.0}
+
+
+# ---- what mutation testing found unchecked -----------------------------------------------------------
+def test_score_iitc_means_of_every_metric_and_a_single_record() -> None:
+    records = [
+        {"response": "a b c d", "answer": "a b c d e", "truth_fig_idx": 0},
+        {"response": "a b x d", "answer": "a b c d", "truth_fig_idx": 0},
+    ]
+    scores = score_iitc(records)
+    bleu = (
+        math.exp(-0.25)
+        + math.exp(0.25 * (math.log(3 / 4) + math.log(1 / 3) + math.log(0.05) + math.log(0.1)))
+    ) / 2
+    assert scores["bleu"] == pytest.approx(bleu)
+    # standard ROUGE-L: LCS 4 of (4, 5) -> 2*1*.8/1.8; LCS 3 of (4, 4) -> .75
+    assert scores["rouge_l_standard"] == pytest.approx((2 * 0.8 / 1.8 + 0.75) / 2)
+    one = score_iitc(records[:1])
+    assert one["n"] == 1 and one["bleu"] == pytest.approx(math.exp(-0.25))
+
+
+def test_empty_and_incomplete_records() -> None:
+    from paperzoo_shared.data.errors import DataError
+
+    with pytest.raises(DataError, match="no IITC records to score"):
+        score_iitc([])
+    with pytest.raises(DataError, match="no ITA records to score"):
+        score_ita([])
+    with pytest.raises(DataError, match=r"record 1 has no 'truth_fig_idx' field \(keys: answer, response\)"):
+        score_iitc([{"response": "", "answer": "", "truth_fig_idx": 0}, {"response": "", "answer": ""}])
+    with pytest.raises(DataError, match="record 0 has no 'response' field"):
+        score_ita([{"answer": "x"}])
+    with pytest.raises(DataError, match="record 0 has no 'answer' field"):
+        score_ita([{"response": "x"}])
+
+
+def test_bleu_failure_after_rouge_keeps_rouge(monkeypatch: pytest.MonkeyPatch) -> None:
+    import paperzoo_vega.modeling_vega as mv
+
+    def broken(answer: str, response: str) -> float:
+        raise ZeroDivisionError
+
+    monkeypatch.setattr(mv, "bleu_official", broken)
+    assert mv.iitc_text_scores("the cat", "the cat") == (pytest.approx(1.0), 0.0, True)
+
+
+def test_none_prompt_style() -> None:
+    from paperzoo_vega.modeling_vega import build_query
+
+    assert build_query("iitc", "ctx", "q?", style="none") == "ctx\nQuestion:q?"
+    assert build_query("ita", "ctx", style="none") == "ctx"
+    with pytest.raises(ValueError, match="an IITC query needs a question"):
+        build_query("iitc", "ctx", style="none")
+    with pytest.raises(ValueError, match="task must be one of"):
+        build_query("other", "ctx")  # type: ignore[arg-type]
+
+
+def test_output_files_duplicates_task_and_errors(tmp_path) -> None:
+    import json
+
+    from paperzoo_vega.scoring import score_output_file, score_records
+
+    from paperzoo_shared.data.errors import DataError
+
+    iitc = {"id": "p", "question": "q1", "context": "c", "answer": "[Picture 1] a", "truth_fig_idx": 0,
+            "response": "[Picture 1] a"}  # fmt: skip
+    lines = [iitc, {**iitc, "question": "q2"}, {**iitc, "context": "c2"}, iitc]  # the last: an appended rerun
+    path = tmp_path / "results_final.json"
+    path.write_text(
+        "\n".join(json.dumps(r) for r in lines[:2])
+        + "\n\n"
+        + "\n".join(json.dumps(r) for r in lines[2:])
+        + "\n"
+    )
+    scores = score_output_file(path)
+    assert scores["task"] == "iitc" and scores["n"] == 4 and scores["duplicates"] == 1
+    ita = tmp_path / "ita.json"
+    ita.write_text(json.dumps({"id": ["a"], "answer": GT, "response": GT}) + "\n")
+    assert score_output_file(ita) == {"accuracy": 1.0, "n": 1.0, "duplicates": 0.0, "task": "ita"}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(iitc) + "\n\n[1]\n")
+    with pytest.raises(DataError, match=r"bad\.json:3: expected a JSON object, got list"):
+        score_output_file(bad)
+    bad.write_text(json.dumps(iitc) + "\n{oops\n")
+    with pytest.raises(DataError, match=r"bad\.json:2: not valid JSON"):
+        score_output_file(bad)
+    empty = tmp_path / "empty.json"
+    empty.write_text("\n")
+    with pytest.raises(DataError, match="empty.json: no records to score"):
+        score_output_file(empty)
+    with pytest.raises(ValueError, match="task must be 'iitc' or 'ita'"):
+        score_records("x", [])  # type: ignore[arg-type]

@@ -113,7 +113,7 @@ def score_output_file(path: str | Path, task: Task | None = None) -> dict[str, A
         raise DataError(f"{path}: no records to score")
     task = task or detect_task(records)
     scores: dict[str, Any] = dict(score_records(task, records))
-    keys = [json.dumps([r.get("id"), r.get("question"), r.get("context")], sort_keys=True) for r in records]
+    keys = [json.dumps([r.get("id"), r.get("question"), r.get("context")]) for r in records]
     scores["duplicates"] = float(len(keys) - len(set(keys)))
     scores["task"] = task
     return scores
