@@ -199,8 +199,8 @@ def _notes(config, request, per_method, dataset, splits) -> list[str]:
         notes.append(
             f"Miniature on stand-in data: skim-IQA-syn ({len(dataset)} images = {len(config.data.synthetic_refs)} "
             "scikit-image references x 5 distortions x 5 levels, "
-            f"{config.data.synthetic_size} px), target = proxy-MOS (SSIM-Y against the reference, a full-reference "
-            "score, not human opinion). Content-disjoint splits by reference, one split per seed "
+            f"{config.data.synthetic_size} px), target = proxy-MOS (mean of SSIM-Y against the reference and the known "
+            "severity level: a full-reference score, not human opinion). Content-disjoint splits by reference, one split per seed "
             f"(seed {seed0}: {sizes['train']} train / {sizes['val']} validation / {sizes['test']} test images). "
             "SRCC/PLCC on the test split at the epoch that is best on validation SRCC; 'SRCC sel. on test' is the "
             "lineage's max-over-epochs-on-test number, for comparability only. PLCC4 = PLCC after the 4-parameter "
@@ -217,6 +217,14 @@ def _notes(config, request, per_method, dataset, splits) -> list[str]:
             f"{name.capitalize()} over splits: "
             + ", ".join(f"{METHOD_LABELS[m]} {v:.3f}" for m, v in values.items())
             + "."
+        )
+    if "brisque" in per_method:
+        median = float(np.median([v["srcc"] for v in per_method["brisque"].values()]))
+        verdict = (
+            "holds" if median > 0.3 else "fails: the classical baseline is not clearly above chance here"
+        )
+        notes.append(
+            f"Pre-registered baseline sanity check (BRISQUE median SRCC > 0.3): {median:.3f}, {verdict}."
         )
     for a, b in COMPARISONS:
         if a not in per_method or b not in per_method:
