@@ -15,11 +15,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from paperzoo_shared.config import load_config
 from paperzoo_vega.configuration import VegaConfig
 from paperzoo_vega.reproduce import build_synthetic_release
 from paperzoo_vega.scoring import score_iitc
 from paperzoo_vega.synthetic import COLOURS, KINDS
+
+from paperzoo_shared.config import load_config
 
 PACKAGE = Path(__file__).resolve().parent.parent / "packages" / "vega"
 VARIANTS = {
@@ -47,7 +48,9 @@ def main() -> None:
                 records.append({**sample.record, "response": f"{' '.join(words[:4])} a {colour} {kind} ."})
             values.append(score_iitc(records)["rouge_l"])
         out[name] = values
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PACKAGE).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PACKAGE
+    ).stdout.strip()
     path = PACKAGE / "results" / "bench" / "rouge_floor.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"command": "python benchmarks/vega_rouge_floor.py", "commit": commit, "n_items": len(test),

@@ -35,7 +35,7 @@ def check_package(directory: Path, contracts: dict) -> list[str]:
     shared = [d for d in project.get("dependencies", []) if d.replace("_", "-").startswith("paperzoo-shared")]
     if not shared or not any(op in shared[0] for op in (">=", "~=")):
         problems.append(
-            f"packages/{name}/pyproject.toml: depend on paperzoo-shared with a range, e.g. >=0.1,<0.2"
+            f"packages/{name}/pyproject.toml: depend on paperzoo-shared with a range, e.g. >=0.2,<0.3"
         )
     if "test" not in project.get("optional-dependencies", {}):
         problems.append(f"packages/{name}/pyproject.toml: add a `test` extra")

@@ -1,7 +1,8 @@
 """Mutation testing of one package's core files with mutmut: ``make mutate PKG=<name>``.
 
 The files come from ``[tool.paperzoo.mutate] paths`` in ``packages/<name>/pyproject.toml`` (paths relative to
-the package folder). The package is copied to ``build/mutate/<name>/`` so that mutmut's ``mutants/`` folder and
+the package folder); an optional ``deselect`` list there names tests (pytest node ids) left out of the mutant runs,
+for whole-pipeline tests (DDP, smoke presets) that cost minutes per mutant and check nothing the unit tests don't. The package is copied to ``build/mutate/<name>/`` so that mutmut's ``mutants/`` folder and
 its config never touch the checkout; mutmut runs the package's default test suite (not ``slow``, not ``gpu``)
 against each mutant and this script ends with the surviving mutants, one per line, and their count.
 
@@ -25,9 +26,13 @@ else:  # Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def core_paths(package: Path) -> list[str]:
+def mutate_settings(package: Path) -> dict:
     config = tomllib.loads((package / "pyproject.toml").read_text())
-    paths = config.get("tool", {}).get("paperzoo", {}).get("mutate", {}).get("paths")
+    return config.get("tool", {}).get("paperzoo", {}).get("mutate", {})
+
+
+def core_paths(package: Path) -> list[str]:
+    paths = mutate_settings(package).get("paths")
     if not paths:
         raise SystemExit(
             f"{package / 'pyproject.toml'} has no [tool.paperzoo.mutate] paths = [...]: name the package's "
@@ -54,6 +59,8 @@ def prepare(name: str) -> tuple[Path, list[str]]:
             shutil.copytree(package / part, work / part, ignore=ignore)
     # the default suite; not --import-mode=importlib (the root's), under which mutmut records no test per mutant
     pytest_args = ["-m", "not gpu and not slow", "-p", "no:cacheprovider"]
+    for test in mutate_settings(package).get("deselect", []):
+        pytest_args += ["--deselect", test]
     lines = [
         "[mutmut]",
         "paths_to_mutate =",

@@ -1,3 +1,3 @@
 """paperzoo-shared: the thin core every paperzoo paper package builds on."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
