@@ -67,8 +67,17 @@ def test_bad_values_are_clear_errors():
         load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["methods=[scratch, mipkd]"])
     with pytest.raises(ConfigError, match="layer_weights needs 5 values"):
         load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["dckd.layer_weights=[1, 1]"])
-    with pytest.raises(ConfigError, match="data.train_hr_dir"):
-        load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["data.source=folders"])
+    # folder data without training folders is a valid evaluation config; training it names the missing key
+    from paperzoo_dckd.train import load_train_pairs
+
+    folders = load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["data.source=folders"])
+    with pytest.raises(ValueError, match="data.train_hr_dir"):
+        load_train_pairs(folders)
+    gopro = load_config(
+        ExperimentConfig, CONFIGS / "mini.yaml", overrides=["data.source=gopro", "data.scale=1"]
+    )
+    with pytest.raises(ValueError, match="data.train_dir"):
+        load_train_pairs(gopro)
     with pytest.raises(ConfigError, match="scale must be 2, 3 or 4"):
         load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["data.scale=5"])
 

@@ -169,3 +169,29 @@ def test_fakd_with_label_consistency_runs():
     distiller.uses = {**distiller.uses, "lcr": True}
     terms = distiller.training_losses(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16))
     assert {"fakd", "lcr", "kd"} <= set(terms)
+
+
+@pytest.mark.parametrize("mode", ["paper", "code"])
+def test_dmm_gradient_vanishes_for_flat_and_for_agreeing_peaked_distributions(mode):
+    """Why the DMM term is inert unless teacher and student pick different, clearly separated codes: its
+    gradient w.r.t. the distances is (C_S - C_T)/P (paper form), zero when both distributions are flat (a
+    codebook whose distances barely differ, as the stand-in's and any random codebook's) and when both are
+    peaked on the same code; it is large only where peaked distributions disagree. The released code form
+    passes the student's probabilities through a second softmax, whose Jacobian vanishes at a peaked student
+    distribution: it is inert there even when the teacher picks another code."""
+    from paperzoo_dckd.losses import dmm_cross_entropy
+
+    def grad(student, teacher):
+        d = student.clone().requires_grad_(True)
+        dmm_cross_entropy(d, teacher, mode).backward()
+        return float(d.grad.abs().max())
+
+    flat = torch.tensor([[1.00, 1.01, 0.99, 1.00]])
+    peaked_a = torch.tensor([[0.0, 40.0, 40.0, 40.0]])
+    peaked_b = torch.tensor([[40.0, 0.0, 40.0, 40.0]])
+    assert grad(flat, flat + 0.01) < 0.01
+    assert grad(peaked_a, peaked_a + 0.5) < 1e-12
+    if mode == "paper":
+        assert grad(peaked_a, peaked_b) > 0.9  # |C_S - C_T| = 1 at two codes
+    else:
+        assert grad(peaked_a, peaked_b) < 1e-12

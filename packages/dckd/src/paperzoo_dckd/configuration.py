@@ -373,21 +373,11 @@ class DataConfig:
                 raise ValueError(
                     f"data.source {self.source!r} pairs same-size images: data.scale must be 1, got {self.scale}"
                 )
-            if self.train_dir is None:
-                raise ValueError(
-                    f"data.source is {self.source!r} but data.train_dir is not set; pass it with "
-                    "--set data.train_dir=/path/to/folder"
-                )
             return
         if self.scale not in (2, 3, 4):
             raise ValueError(f"scale must be 2, 3 or 4, got {self.scale}")
-        if self.source == "folders":
-            missing = [k for k in ("train_hr_dir", "train_lr_dir") if getattr(self, k) is None]
-            if missing:
-                raise ValueError(
-                    f"data.source is 'folders' but data.{missing[0]} is not set; pass it with "
-                    f"--set data.{missing[0]}=/path/to/folder"
-                )
+        # the training folders are checked when training data is read (train.load_train_pairs): evaluation
+        # needs only the test sets
 
 
 @dataclass

@@ -341,7 +341,9 @@ class Distiller(nn.Module):
         cfg = self.config
         copies = [lq] if cfg.clean_negative else []
         while len(copies) < cfg.num_negatives:
-            copies.append(self.degradation(lq.detach().cpu(), generator).to(lq))
+            # the draws come from the CPU generator (reproducible, resumable); the image stays on its device
+            # (only the noise tensor moves to it)
+            copies.append(self.degradation(lq.detach(), generator))
         return torch.stack(copies)
 
     @torch.no_grad()

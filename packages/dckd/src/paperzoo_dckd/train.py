@@ -85,7 +85,18 @@ def load_train_pairs(config: ExperimentConfig) -> list[PairedImage] | list[tuple
     if data.source == "skimage":
         return skimage_sr_split(data.scale, data.skimage_crop)[0]
     if data.is_restoration:
+        if data.train_dir is None:
+            raise ValueError(
+                f"data.source is {data.source!r} but data.train_dir is not set; pass it with "
+                "--set data.train_dir=/path/to/folder"
+            )
         return pair_restoration_folder(data.train_dir, *data.folder_names)
+    missing = [k for k in ("train_hr_dir", "train_lr_dir") if getattr(data, k) is None]
+    if missing:
+        raise ValueError(
+            f"data.source is 'folders' but data.{missing[0]} is not set; pass it with "
+            f"--set data.{missing[0]}=/path/to/folder"
+        )
     return pair_folders(data.train_hr_dir, data.train_lr_dir, data.train_filename_tmpl)
 
 
