@@ -31,6 +31,13 @@ Kernels shipped here (each a :class:`KernelOp` or a primitive a paper package re
   box / frame / context regions), forward and backward in Triton; huwsod registers it on its op;
 * :mod:`paperzoo_shared.kernels.gated_decode_attention`: one-query decode attention over ragged per-sample
   KV caches with grouped-query heads, in one pass or split-K (flash-decoding).
+
+Not built: a fused FlashSloth spatial attention pooling (window scores, in-window softmax, weighted sum).
+Its cost is the scorer MLP's first ``dim x dim`` linear layer (729 x 1152 x 1152 multiply-adds, about 1 GFLOP
+per image at SigLIP's width), already a cuBLAS GEMM that a Triton kernel would have to re-implement to fuse;
+the part a kernel could fuse (a softmax over 9 logits and the weighted sum) reads the 729 x 1152 features once
+more, about 1.7 MB in bf16 or a few microseconds of memory traffic per image, beside milliseconds of vision
+tower and LLM prefill. This is an estimate, not a GPU measurement (none was lent).
 """
 
 from __future__ import annotations
