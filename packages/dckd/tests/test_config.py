@@ -63,8 +63,10 @@ def test_unknown_key_names_the_key_and_the_file(tmp_path):
 
 
 def test_bad_values_are_clear_errors():
-    with pytest.raises(ConfigError, match="unknown method 'mipkd'"):
-        load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["methods=[scratch, mipkd]"])
+    with pytest.raises(ConfigError, match="unknown method 'csd'"):
+        load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["methods=[scratch, csd]"])
+    with pytest.raises(ConfigError, match="teacher_prob must be a probability"):
+        load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["dckd.mipkd.teacher_prob=1.5"])
     with pytest.raises(ConfigError, match="layer_weights needs 5 values"):
         load_config(ExperimentConfig, CONFIGS / "mini.yaml", overrides=["dckd.layer_weights=[1, 1]"])
     # folder data without training folders is a valid evaluation config; training it names the missing key

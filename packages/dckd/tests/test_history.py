@@ -135,4 +135,4 @@ def test_missing_parts_are_clear_errors():
     with pytest.raises(ValueError, match="feature encoder"):
         Distiller(student, student, None, "dckd", DCKDConfig())
     with pytest.raises(ValueError, match="unknown method"):
-        Distiller(student, student, None, "mipkd", DCKDConfig())
+        Distiller(student, student, None, "csd", DCKDConfig())

@@ -15,7 +15,16 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path):
     )
     results = json.loads(json_path.read_text())
     rows = {row["id"]: row for row in results["rows"]}
-    assert list(rows) == ["teacher", "scratch", "logits", "mclir", "dckd", "dckd_no_dcr", "dckd_no_dmm"]
+    assert list(rows) == [
+        "teacher",
+        "scratch",
+        "logits",
+        "mclir",
+        "mipkd",
+        "dckd",
+        "dckd_no_dcr",
+        "dckd_no_dmm",
+    ]
     for row in rows.values():
         assert set(row["metrics"]) == {"psnr", "ssim"}
         assert 5 < row["metrics"]["psnr"]["mean"] < 60 and 0 < row["metrics"]["ssim"]["mean"] <= 1
@@ -23,6 +32,7 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path):
     assert rows["dckd"]["paper"] == {"psnr": 32.92, "ssim": 0.9351}
     assert rows["dckd_no_dcr"]["paper"] == {"psnr": 32.81, "ssim": 0.9343}
     assert rows["mclir"]["paper"] == {"psnr": 26.57, "ssim": 0.8010}  # Table 8, SwinIR-light x4 Urban100
+    assert rows["mipkd"]["paper"] == {"psnr": 32.83, "ssim": 0.9344}  # Table 2, RCAN x2 Urban100
     usage = results["extra"]["codebook_usage"]
     assert 1 <= usage["codes_used"] <= usage["codes"] == 64 and 0 < usage["entropy"] <= usage["max_entropy"]
     assert "| DCKD |" in markdown and "32.92" in markdown
@@ -30,9 +40,9 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path):
     assert set(results["extra"]["fig8b"]) == {"small (s = 1)", "large (s = 2)"}
     assert any("Fig. 8b" in note for note in results["notes"])
     ledger = (tmp_path / "table2.partial.jsonl").read_text().splitlines()
-    assert len(ledger) == 7
+    assert len(ledger) == 8
     # a rerun takes every (row, seed) from the ledger and the cached runs: nothing is retrained
     before = {p: p.stat().st_mtime for p in (tmp_path / "runs").glob("**/final.pt")}
     run_reproduction(paper, preset="smoke", out_dir=tmp_path, command="pytest smoke")
-    assert len((tmp_path / "table2.partial.jsonl").read_text().splitlines()) == 7
+    assert len((tmp_path / "table2.partial.jsonl").read_text().splitlines()) == 8
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").glob("**/final.pt")} == before

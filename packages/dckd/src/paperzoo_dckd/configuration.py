@@ -20,19 +20,95 @@ RESTORATION_SOURCES: dict[str, tuple[str, str]] = {"gopro": ("blur", "sharp"), "
 """Same-size (scale 1) paired sources and their default (LQ, GT) sub-folder names."""
 METHODS: dict[str, dict[str, bool]] = {
     # Which loss terms each method (table row) uses. rec = L1(student, GT) is always on.
-    "scratch": {"kd": False, "fakd": False, "dcr": False, "dmm": False, "lcr": False, "mclir": False},
-    "logits": {"kd": True, "fakd": False, "dcr": False, "dmm": False, "lcr": False, "mclir": False},
-    "fakd": {"kd": True, "fakd": True, "dcr": False, "dmm": False, "lcr": False, "mclir": False},
-    "dckd": {"kd": True, "fakd": False, "dcr": True, "dmm": True, "lcr": False, "mclir": False},
-    "dckd_no_dcr": {"kd": True, "fakd": False, "dcr": False, "dmm": True, "lcr": False, "mclir": False},
-    "dckd_no_dmm": {"kd": True, "fakd": False, "dcr": True, "dmm": False, "lcr": False, "mclir": False},
-    "dckd_star": {"kd": True, "fakd": False, "dcr": True, "dmm": True, "lcr": True, "mclir": False},
+    "scratch": {
+        "kd": False,
+        "fakd": False,
+        "dcr": False,
+        "dmm": False,
+        "lcr": False,
+        "mclir": False,
+        "mipkd": False,
+    },
+    "logits": {
+        "kd": True,
+        "fakd": False,
+        "dcr": False,
+        "dmm": False,
+        "lcr": False,
+        "mclir": False,
+        "mipkd": False,
+    },
+    "fakd": {
+        "kd": True,
+        "fakd": True,
+        "dcr": False,
+        "dmm": False,
+        "lcr": False,
+        "mclir": False,
+        "mipkd": False,
+    },
+    "dckd": {
+        "kd": True,
+        "fakd": False,
+        "dcr": True,
+        "dmm": True,
+        "lcr": False,
+        "mclir": False,
+        "mipkd": False,
+    },
+    "dckd_no_dcr": {
+        "kd": True,
+        "fakd": False,
+        "dcr": False,
+        "dmm": True,
+        "lcr": False,
+        "mclir": False,
+        "mipkd": False,
+    },
+    "dckd_no_dmm": {
+        "kd": True,
+        "fakd": False,
+        "dcr": True,
+        "dmm": False,
+        "lcr": False,
+        "mclir": False,
+        "mipkd": False,
+    },
+    "dckd_star": {
+        "kd": True,
+        "fakd": False,
+        "dcr": True,
+        "dmm": True,
+        "lcr": True,
+        "mclir": False,
+        "mipkd": False,
+    },
     # MCLIR (Wu et al., AAAI 2024; DCKD Table 8): L_rec minus a feature distance to a lagged copy of the
     # model itself; no teacher
-    "mclir": {"kd": False, "fakd": False, "dcr": False, "dmm": False, "lcr": False, "mclir": True},
+    "mclir": {
+        "kd": False,
+        "fakd": False,
+        "dcr": False,
+        "dmm": False,
+        "lcr": False,
+        "mclir": True,
+        "mipkd": False,
+    },
+    # MiPKD (Li et al., arXiv 2404.02573 / ICLR 2025; DCKD Table 2), reconstructed from its paper (no public
+    # code): L_rec + L_kd + feature prior mixer + block prior mixer + auto-encoder term (modeling_dckd.PriorMixer)
+    "mipkd": {
+        "kd": True,
+        "fakd": False,
+        "dcr": False,
+        "dmm": False,
+        "lcr": False,
+        "mclir": False,
+        "mipkd": True,
+    },
 }
 """Methods of the shared trainer: Scratch, Logits KD, FAKD, DCKD, its -DCR/-DMM ablations (Table 5) and
-DCKD* (DCKD + DUKD's label-consistency term, which the released SwinIR configs switch on)."""
+DCKD* (DCKD + DUKD's label-consistency term, which the released SwinIR configs switch on), and the baselines
+MCLIR (Table 8) and MiPKD (Table 2; a reconstruction, see :class:`MiPKDConfig`)."""
 
 METHOD_LABELS = {
     "teacher": "Teacher",
@@ -44,6 +120,7 @@ METHOD_LABELS = {
     "dckd_no_dmm": "DCKD −DMM",
     "dckd_star": "DCKD*",
     "mclir": "MCLIR",
+    "mipkd": "MiPKD",
 }
 
 
@@ -126,6 +203,50 @@ class DegradationConfig:
 
 
 @dataclass
+class MiPKDConfig:
+    """MiPKD (Li et al., "Knowledge Distillation with Multi-granularity Mixture of Priors for Image
+    Super-Resolution", arXiv 2404.02573, ICLR 2025), the strongest baseline of DCKD's Table 2.
+
+    **A reconstruction from the paper's description; no code is public.** What the paper states: teacher and
+    student features are mapped into one latent space by *separate* encoders, mixed there with a random 3D mask
+    and decoded (the feature prior mixer, FPM), an auto-encoder auxiliary loss keeps the latent space tied to
+    the teacher's features, and the mixed, decoded feature is propagated through network blocks chosen at
+    random (the block prior mixer, BPM); the loss adds logits, feature and block terms. Every number and form
+    below that the paper's description does not fix is marked [reconstruction] here and in the README.
+    """
+
+    stages: int = 2
+    """K: teacher and student bodies are each split into K equal, contiguous stages and mixed at the K stage
+    ends [reconstruction: the paper mixes at block-group ends; K must divide both bodies' block counts]."""
+    latent_channels: int = 0
+    """Channels of the shared latent space; 0 = the teacher's width [reconstruction]."""
+    teacher_prob: float = 0.5
+    """Probability that an element of the 3D (channel x height x width) mask takes the teacher's latent
+    (else the student's), drawn per element and sample [reconstruction: ratio 0.5]."""
+    lambda_fpm: float = 1.0
+    """Weight of the FPM term sum_k |D_k(M * E_T,k(F_T,k) + (1 - M) * E_S,k(F_S,k)) - F_T,k|_1 [reconstruction]."""
+    lambda_bpm: float = 1.0
+    """Weight of the BPM term |T_{>j}(FPM output at stage j) - T(x)|_1, j drawn uniformly in 1..K per step: the
+    mixed feature continues through the teacher's remaining stages and tail [reconstruction]."""
+    lambda_ae: float = 1.0
+    """Weight of the auto-encoder term sum_k |D_k(E_T,k(F_T,k)) - F_T,k|_1 [reconstruction]."""
+    image_units: bool = True
+    """Divide the two feature terms (FPM, auto-encoder) by the teacher's ``img_range`` (255 for EDSR/RCAN, 1
+    for SwinIR), i.e. measure them in the units of a [0, 1] image, so that a weight means the same for every
+    backbone; False = L1 on the raw features [reconstruction: the paper gives no units]."""
+
+    def __post_init__(self) -> None:
+        if self.stages < 1:
+            raise ValueError(f"dckd.mipkd.stages must be >= 1, got {self.stages}")
+        if self.latent_channels < 0:
+            raise ValueError(f"dckd.mipkd.latent_channels must be >= 0, got {self.latent_channels}")
+        _check_prob("dckd.mipkd.teacher_prob", self.teacher_prob)
+        for name in ("lambda_fpm", "lambda_bpm", "lambda_ae"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"dckd.mipkd.{name} must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
 class DCKDConfig:
     """Loss weights and the dynamic-contrast machinery (paper Sec. 3 and appendix; released configs)."""
 
@@ -173,6 +294,8 @@ class DCKDConfig:
     mclir_layer_weights: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.5], metadata=ADDED)
     """MCLIR's per-level weights (released VGG16 relu1_2/2_2/3_3: 0.2/0.3/0.5), here on the encoder's first
     levels (the VGG16 it uses is not available offline; the frozen encoder stands in)."""
+    mipkd: MiPKDConfig = field(default_factory=MiPKDConfig, metadata=ADDED)
+    """The MiPKD baseline's settings (method ``mipkd``; a reconstruction, see :class:`MiPKDConfig`)."""
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.mclir_layer_weights) <= 5:

@@ -6,6 +6,9 @@
 * :func:`spatial_affinity` and :func:`fakd_loss` - FAKD (He et al., ICIP 2020), *with* its gradient.
 * :func:`feature_distance` - MCLIR's negative term (Wu et al., AAAI 2024): the weighted per-level L1
   distance between the model's features and its lagged copy's, which the loss *subtracts*.
+* :func:`prior_mix` and :func:`stage_l1` - MiPKD's feature prior mixer (Li et al., arXiv 2404.02573; a
+  reconstruction, see :class:`paperzoo_dckd.modeling_dckd.PriorMixer`): the masked mixture of two latents and
+  the per-stage L1 sums of its FPM and auto-encoder terms.
 """
 
 from __future__ import annotations
@@ -132,4 +135,31 @@ def feature_distance(
     total = output[0].new_zeros(())
     for f, n, w in zip(output, negative, weights):
         total = total + w * (f - n.detach()).abs().mean()
+    return total
+
+
+def prior_mix(z_teacher: torch.Tensor, z_student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """MiPKD's feature prior mixture in the shared latent space: ``M * z_T + (1 - M) * z_S``.
+
+    ``mask`` is the random 3D (per sample: channel x height x width) 0/1 mask; where it is 1 the teacher's
+    latent is kept, elsewhere the student's. The teacher latent keeps its gradient (its encoder is trained).
+    """
+    if not z_teacher.shape == z_student.shape == mask.shape:
+        raise ValueError(
+            f"teacher latent {tuple(z_teacher.shape)}, student latent {tuple(z_student.shape)} and mask "
+            f"{tuple(mask.shape)} must have the same shape"
+        )
+    return mask * z_teacher + (1 - mask) * z_student
+
+
+def stage_l1(predictions: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sum_k mean|predictions[k] - targets[k]|`` (MiPKD's FPM and auto-encoder terms over the stage ends;
+    the targets, the teacher's features, carry no gradient)."""
+    if len(predictions) != len(targets) or not predictions:
+        raise ValueError(f"{len(predictions)} predictions for {len(targets)} targets (need one per stage)")
+    total = predictions[0].new_zeros(())
+    for prediction, target in zip(predictions, targets):
+        if prediction.shape != target.shape:
+            raise ValueError(f"shapes differ: {tuple(prediction.shape)} vs {tuple(target.shape)}")
+        total = total + (prediction - target.detach()).abs().mean()
     return total

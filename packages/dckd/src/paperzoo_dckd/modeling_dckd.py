@@ -16,7 +16,10 @@ The method is structure-agnostic: teacher and student are any modules mapping an
 * the baselines of the same trainer: Scratch (L_rec), Logits (L_rec + L_kd), FAKD (+ spatial affinity) and
   MCLIR (Wu et al., AAAI 2024; DCKD Table 8): ``L_rec - lambda * feature_distance(S(x), N(x))`` with N a
   lagged copy of the student updated like the history model (from the raw student, as MCLIR's code) and
-  the frozen encoder's first levels standing in for MCLIR's VGG16.
+  the frozen encoder's first levels standing in for MCLIR's VGG16; and MiPKD (Li et al., arXiv 2404.02573;
+  DCKD Table 2), **reconstructed from its paper** (no public code), in :class:`PriorMixer`::
+
+      L = L_rec + lambda_kd * L_kd + lambda_fpm * L_fpm + lambda_bpm * L_bpm + lambda_ae * L_ae
 
 Released-code details kept by default (see README, "Fidelity"): the history model is initialised from and
 updated from the student's EMA (decay 0.999), with alpha = 0.1; the step schedule is [1000, 2000, 3000] per
@@ -34,8 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from paperzoo_dckd.configuration import METHODS, DCKDConfig, DegradationConfig
-from paperzoo_dckd.losses import contrastive_ratio_loss, dmm_cross_entropy, fakd_loss, feature_distance
+from paperzoo_dckd.configuration import METHODS, DCKDConfig, DegradationConfig, MiPKDConfig
+from paperzoo_dckd.losses import (
+    contrastive_ratio_loss,
+    dmm_cross_entropy,
+    fakd_loss,
+    feature_distance,
+    prior_mix,
+    stage_l1,
+)
 
 # ---------------------------------------------------------------------------------------------------------
 # Moving averages and the history schedule (Eq. 6)
@@ -222,6 +232,119 @@ class InvertibleAugment:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# MiPKD's multi-granularity mixture of priors (a reconstruction from arXiv 2404.02573; no public code)
+# ---------------------------------------------------------------------------------------------------------
+
+
+class PriorMixer(nn.Module):
+    """MiPKD's feature prior mixer (FPM) and block prior mixer (BPM), **reconstructed from the paper**.
+
+    Teacher and student bodies are split into K equal stages (``forward_stages`` of the backbones). At the end
+    of stage k the teacher feature F_T,k (C_T channels) and the student feature F_S,k (C_S channels) are mapped
+    into one latent space by *separate* encoders E_T,k and E_S,k, mixed there with a random 3D mask M (per
+    sample, channel x height x width; 1 keeps the teacher's element) and decoded by D_k into the teacher's
+    feature space::
+
+        F_mix,k = D_k(M * E_T,k(F_T,k) + (1 - M) * E_S,k(F_S,k))
+        L_fpm   = sum_k |F_mix,k - F_T,k|_1            L_ae = sum_k |D_k(E_T,k(F_T,k)) - F_T,k|_1
+
+    The block prior mixer propagates the mixed feature of a stage j drawn uniformly from 1..K at every step
+    through the teacher's remaining stages and tail (frozen weights, but the gradient flows back through them
+    to the mixer and the student's first j stages), and matches the result to the teacher's output::
+
+        L_bpm = |T_{>j}(F_mix,j) - T(x)|_1
+
+    [reconstruction] choices (the paper's description fixes the structure - separate encoders, one latent
+    space, a random 3D mask, an auto-encoder auxiliary loss, the mixed feature propagated through randomly
+    chosen blocks - but not these): each E and D is one 3x3 convolution; the latent has the teacher's width;
+    the mask keeps the teacher with probability 0.5; the BPM path is student stages 1..j then teacher stages
+    j+1..K with the teacher's head feature as the global skip; every weight is 1, with the feature terms
+    measured in [0, 1]-image units (divided by the teacher's ``img_range``) (:class:`MiPKDConfig`).
+    The mixer is trained with the student and used only in training.
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int, config: MiPKDConfig):
+        super().__init__()
+        self.config = config
+        latent = config.latent_channels or teacher_channels
+
+        def convs(c_in: int, c_out: int) -> nn.ModuleList:
+            return nn.ModuleList(nn.Conv2d(c_in, c_out, 3, 1, 1) for _ in range(config.stages))
+
+        self.encode_teacher = convs(teacher_channels, latent)
+        self.encode_student = convs(student_channels, latent)
+        self.decode = convs(latent, teacher_channels)
+        self.latent_channels = latent
+
+    def sample_masks(
+        self, teacher_feats: Sequence[torch.Tensor], generator: torch.Generator
+    ) -> list[torch.Tensor]:
+        """One 0/1 mask (B, latent, H, W) per stage, 1 with probability ``teacher_prob``; drawn on the CPU
+        generator (reproducible, resumable) and moved to the features' device."""
+        masks = []
+        for feat in teacher_feats:
+            shape = (feat.shape[0], self.latent_channels, *feat.shape[2:])
+            draw = torch.rand(shape, generator=generator) < self.config.teacher_prob
+            masks.append(draw.to(device=feat.device, dtype=feat.dtype))
+        return masks
+
+    def forward(
+        self,
+        teacher_feats: Sequence[torch.Tensor],
+        student_feats: Sequence[torch.Tensor],
+        masks: Sequence[torch.Tensor],
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per stage: the decoded mixture F_mix,k and the teacher's auto-encoded feature D_k(E_T,k(F_T,k))."""
+        stages = self.config.stages
+        if not len(teacher_feats) == len(student_feats) == len(masks) == stages:
+            raise ValueError(
+                f"MiPKD needs {stages} teacher features, student features and masks, got "
+                f"{len(teacher_feats)}, {len(student_feats)}, {len(masks)}"
+            )
+        mixed, reconstructed = [], []
+        for k in range(stages):
+            z_teacher = self.encode_teacher[k](teacher_feats[k].detach())
+            z_student = self.encode_student[k](student_feats[k])
+            mixed.append(self.decode[k](prior_mix(z_teacher, z_student, masks[k])))
+            reconstructed.append(self.decode[k](z_teacher))
+        return mixed, reconstructed
+
+
+def mipkd_terms(
+    mixer: PriorMixer,
+    teacher: nn.Module,
+    student_feats: Sequence[torch.Tensor],
+    teacher_out: torch.Tensor,
+    teacher_feats: Sequence[torch.Tensor],
+    teacher_state: dict,
+    generator: torch.Generator,
+) -> dict[str, torch.Tensor]:
+    """MiPKD's weighted ``fpm``, ``bpm`` and ``ae`` terms (see :class:`PriorMixer`). Per step the generator
+    draws the K masks, then the BPM stage j."""
+    cfg = mixer.config
+    masks = mixer.sample_masks(teacher_feats, generator)
+    mixed, reconstructed = mixer(teacher_feats, student_feats, masks)
+    stage = int(torch.randint(1, cfg.stages + 1, (1,), generator=generator))
+    routed = teacher.forward_from_stage(mixed[stage - 1], stage, cfg.stages, teacher_state)
+    unit = 1.0 / float(getattr(teacher, "img_range", 1.0)) if cfg.image_units else 1.0
+    return {
+        "fpm": cfg.lambda_fpm * unit * stage_l1(mixed, teacher_feats),
+        "bpm": cfg.lambda_bpm * F.l1_loss(routed, teacher_out.detach()),
+        "ae": cfg.lambda_ae * unit * stage_l1(reconstructed, teacher_feats),
+    }
+
+
+def feature_channels(net: nn.Module, role: str) -> int:
+    """Width of a backbone's body (its ``conv_first`` output): the channels of its MiPKD stage features."""
+    conv = getattr(net, "conv_first", None)
+    if not isinstance(conv, nn.Conv2d) or not hasattr(net, "forward_stages"):
+        raise ValueError(
+            f"MiPKD needs a {role} with forward_stages and conv_first (EDSR, RCAN or SwinIR), got {type(net).__name__}"
+        )
+    return conv.out_channels
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The distiller: every method of the trainer (Scratch, Logits, FAKD, DCKD and its ablations, DCKD*)
 # ---------------------------------------------------------------------------------------------------------
 
@@ -269,7 +392,7 @@ class Distiller(nn.Module):
             raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
         self.method, self.config, self.ema_decay = method, config, ema_decay
         self.uses = METHODS[method]
-        needs_teacher = any(self.uses[k] for k in ("kd", "fakd", "dcr", "dmm", "lcr"))
+        needs_teacher = any(self.uses[k] for k in ("kd", "fakd", "dcr", "dmm", "lcr", "mipkd"))
         if needs_teacher and teacher is None:
             raise ValueError(f"method {method!r} needs a teacher")
         if (self.uses["dcr"] or self.uses["dmm"] or self.uses["mclir"]) and encoder is None:
@@ -278,6 +401,15 @@ class Distiller(nn.Module):
             for name, net in (("student", student), ("teacher", teacher)):
                 if not hasattr(net, "forward_features"):
                     raise ValueError(f"FAKD needs a {name} with forward_features (EDSR, RCAN or SwinIR)")
+        # MiPKD's encoders/decoder are trained with the student (built before the EMA copy is made, which
+        # draws no random numbers, so the other methods' initialisation is unchanged)
+        self.mixer = (
+            PriorMixer(
+                feature_channels(student, "student"), feature_channels(teacher, "teacher"), config.mipkd
+            )
+            if self.uses["mipkd"]
+            else None
+        )
         self.student = student
         self.student_ema = freeze(copy.deepcopy(student))
         # The history model starts as a copy of the student EMA (released: update_model_ema(0)); MCLIR's
@@ -333,6 +465,13 @@ class Distiller(nn.Module):
     def forward(self, lq: torch.Tensor) -> torch.Tensor:
         return self.student(lq)
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the optimizer trains: the student's parameters, then MiPKD's mixer's (if any)."""
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        if self.mixer is not None:
+            params += [p for p in self.mixer.parameters() if p.requires_grad]
+        return params
+
     # -- the negatives of the dynamic contrastive regularization --------------------------------------
 
     def degraded_inputs(self, lq: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -362,7 +501,9 @@ class Distiller(nn.Module):
         """Every active loss term (already weighted) and their sum under ``"total"``."""
         cfg, uses = self.config, self.uses
         terms: dict[str, torch.Tensor] = {}
-        if uses["fakd"]:
+        if uses["mipkd"]:
+            s_out, s_stages, _ = self.student.forward_stages(lq, cfg.mipkd.stages)
+        elif uses["fakd"]:
             s_out, s_feats = self.student.forward_features(lq, cfg.fakd_student_positions)
         else:
             s_out = self.student(lq)
@@ -376,7 +517,9 @@ class Distiller(nn.Module):
             terms["total"] = sum(terms.values())
             return terms
         with torch.no_grad():
-            if uses["fakd"]:
+            if uses["mipkd"]:
+                t_out, t_stages, t_state = self.teacher.forward_stages(lq, cfg.mipkd.stages)
+            elif uses["fakd"]:
                 t_out, t_feats = self.teacher.forward_features(lq, cfg.fakd_teacher_positions)
             else:
                 t_out = self.teacher(lq)
@@ -389,6 +532,10 @@ class Distiller(nn.Module):
             terms["lcr"] = cfg.lambda_lcr * F.l1_loss(s_out, t_lcr)
         if uses["fakd"]:
             terms["fakd"] = cfg.fakd_weight * fakd_loss(s_feats, t_feats)
+        if uses["mipkd"]:
+            terms.update(
+                mipkd_terms(self.mixer, self.teacher, s_stages, t_out, t_stages, t_state, self.generator)
+            )
         if uses["dcr"] or uses["dmm"]:
             # one encoder pass over the student output serves both terms
             if uses["dmm"]:

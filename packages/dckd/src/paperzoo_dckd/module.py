@@ -85,7 +85,7 @@ class DistillationModule(PostStepMixin, L.LightningModule):
         self.start_step: int | None = None
 
     def configure_optimizers(self):
-        params = [p for p in self.distiller.student.parameters() if p.requires_grad]
+        params = self.distiller.trainable_parameters()  # the student's, then MiPKD's mixer's
         optimizer, scheduler = make_optimizer(params, self.train_cfg)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

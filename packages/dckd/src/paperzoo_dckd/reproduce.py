@@ -3,8 +3,8 @@
 * ``smoke``: the whole pipeline in seconds on tiny crops (tests use it).
 * ``mini``: "skim-SR x2", a miniature of Tables 2 and 5 on the scikit-image images: a small EDSR-like
   teacher is trained first, a small VQ autoencoder stands in for the pretrained VQGAN, then each row
-  (Scratch, Logits, FAKD, DCKD, DCKD -DCR, DCKD -DMM) trains a small student per seed; plus the Fig. 8b
-  mechanism check (``fig8b.png``). Teacher and encoder are trained once and cached in ``<out>/runs/``.
+  (Scratch, Logits, MCLIR, MiPKD, DCKD, DCKD -DCR, DCKD -DMM; FAKD and the Fig. 8b check when listed in the
+  config) trains a small student per seed. Teacher and encoder are trained once and cached in ``<out>/runs/``.
 * ``full``: the paper's configuration given DIV2K, the benchmark sets and the official teacher and VQGAN
   weights (``configs/full/<variant>.yaml``; choose with ``--set variant=rcan_x4``). Table 3 (GoPro
   deblurring: ``nafnet_gopro``, ``restormer_gopro``) and Table 4 (Rain13K deraining: ``restormer_rain13k``)
@@ -513,12 +513,14 @@ def _notes(config, request, per_method, set_names) -> list[str]:
             f"Miniature on stand-in data (skim-SR x{config.data.scale}: 6 scikit-image training images, 6 test "
             "images, MATLAB-bicubic LR), small EDSR-like teacher and student, a small VQ autoencoder trained here "
             "instead of the pretrained VQGAN; short training. Paper values (RCAN x2, Urban100; the -DCR/-DMM rows "
-            "are Table 5's '+DMM only' and '+DCR only'; MCLIR's is Table 8's SwinIR-light x4 Urban100) are for reference "
+            "are Table 5's '+DMM only' and '+DCR only'; MCLIR's is Table 8's SwinIR-light x4 Urban100; MiPKD is a "
+            "reconstruction from its paper) are for reference "
             "only and not comparable in magnitude."
         )
     for set_name in set_names:
         pairs = [("dckd", "logits"), ("dckd", "scratch"), ("logits", "scratch"), ("fakd", "logits")]
-        pairs += [("dckd", "mclir"), ("mclir", "scratch"), ("dckd", "dckd_no_dcr"), ("dckd", "dckd_no_dmm")]
+        pairs += [("dckd", "mclir"), ("mclir", "scratch"), ("dckd", "mipkd"), ("mipkd", "logits")]
+        pairs += [("dckd", "dckd_no_dcr"), ("dckd", "dckd_no_dmm")]
         for a, b in pairs:
             note = _difference_note(per_method, a, b, set_name, _psnr_label(config))
             if note:

@@ -46,6 +46,18 @@ def check_positions(positions: Sequence[FeaturePosition], num_blocks: int, arch:
             raise ValueError(f"{arch}: feature position {position} is outside the body's 0..{num_blocks - 1}")
 
 
+def stage_bounds(num_blocks: int, num_stages: int, arch: str) -> list[int]:
+    """Block index at which each of ``num_stages`` equal, contiguous stages of a body of ``num_blocks`` blocks
+    ends (MiPKD's stage partition, e.g. 4 blocks in 2 stages -> [2, 4]); the count must divide evenly."""
+    if num_stages < 1 or num_blocks % num_stages:
+        raise ValueError(
+            f"{arch}: a body of {num_blocks} blocks cannot be split into {num_stages} equal stages "
+            "(dckd.mipkd.stages must divide the number of body blocks of teacher and student)"
+        )
+    size = num_blocks // num_stages
+    return [size * (k + 1) for k in range(num_stages)]
+
+
 class ResidualSRNet(nn.Module):
     """The EDSR / RCAN skeleton in BasicSR's layout: mean shift, ``conv_first``, a body of ``num_blocks``
     blocks, ``conv_after_body``, the global skip, the pixel-shuffle upsampler and ``conv_last``.
@@ -79,6 +91,38 @@ class ResidualSRNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x, ())[0]
+
+    def forward_stages(
+        self, x: torch.Tensor, num_stages: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor], dict[str, torch.Tensor]]:
+        """The output, the body features at the end of each of ``num_stages`` equal stages (MiPKD), and the
+        state :meth:`forward_from_stage` needs (the ``conv_first`` feature of the global skip)."""
+        bounds = stage_bounds(len(self.body), num_stages, type(self).__name__)
+        x = (x - self.mean.to(x)) * self.img_range
+        head = self.conv_first(x)
+        res, feats = head, []
+        for index, block in enumerate(self.body):
+            res = block(res)
+            if index + 1 in bounds:
+                feats.append(res)
+        return self._tail(res, head), feats, {"head": head}
+
+    def forward_from_stage(
+        self, feature: torch.Tensor, stage: int, num_stages: int, state: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Runs the body from the end of stage ``stage`` (1-based; ``feature`` is that stage's output, in this
+        network's width) to the output, with ``state`` from :meth:`forward_stages` of this network."""
+        bounds = stage_bounds(len(self.body), num_stages, type(self).__name__)
+        if not 1 <= stage <= num_stages:
+            raise ValueError(f"stage must be in 1..{num_stages}, got {stage}")
+        res = feature
+        for block in list(self.body)[bounds[stage - 1] :]:
+            res = block(res)
+        return self._tail(res, state["head"])
+
+    def _tail(self, res: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+        out = self.conv_last(self.upsample(self.conv_after_body(res) + head))
+        return out / self.img_range + self.mean.to(out)
 
     def forward_features(
         self, x: torch.Tensor, positions: Sequence[FeaturePosition]

@@ -26,6 +26,7 @@ from paperzoo_dckd.models.common import (
     PixelShuffleUpsample,
     check_positions,
     pad_to_multiple,
+    stage_bounds,
 )
 
 
@@ -299,6 +300,50 @@ class SwinIR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_features(x, ())[0]
+
+    def forward_stages(
+        self, x: torch.Tensor, num_stages: int
+    ) -> tuple[torch.Tensor, list[torch.Tensor], dict]:
+        """The output, the features (B, C, H, W) after each of ``num_stages`` equal groups of RSTBs (MiPKD), and
+        the state :meth:`forward_from_stage` needs (global-skip feature, padded size, output size)."""
+        bounds = stage_bounds(len(self.layers), num_stages, "SwinIR")
+        height, width = x.shape[-2:]
+        x, _, _ = pad_to_multiple(x, self.window_size)
+        size = (x.shape[-2], x.shape[-1])
+        head = self.conv_first((x - self.mean.to(x)) * self.img_range)
+        b, c = head.shape[:2]
+        tokens = self.patch_embed.norm(head.flatten(2).transpose(1, 2))
+        feats = []
+        for index, layer in enumerate(self.layers):
+            tokens = layer(tokens, size)
+            if index + 1 in bounds:
+                feats.append(tokens.transpose(1, 2).reshape(b, c, *size))
+        state = {"head": head, "size": size, "out_size": (height * self.upscale, width * self.upscale)}
+        return self._tail(tokens, state), feats, state
+
+    def forward_from_stage(
+        self, feature: torch.Tensor, stage: int, num_stages: int, state: dict
+    ) -> torch.Tensor:
+        """Runs the RSTBs after stage ``stage`` (1-based) on ``feature`` (B, C, H, W) and the tail."""
+        bounds = stage_bounds(len(self.layers), num_stages, "SwinIR")
+        if not 1 <= stage <= num_stages:
+            raise ValueError(f"stage must be in 1..{num_stages}, got {stage}")
+        tokens = feature.flatten(2).transpose(1, 2)
+        for layer in list(self.layers)[bounds[stage - 1] :]:
+            tokens = layer(tokens, state["size"])
+        return self._tail(tokens, state)
+
+    def _tail(self, tokens: torch.Tensor, state: dict) -> torch.Tensor:
+        head = state["head"]
+        b, c = head.shape[:2]
+        body = self.conv_after_body(self.norm(tokens).transpose(1, 2).reshape(b, c, *state["size"]))
+        x = body + head
+        if self.upsampler == "pixelshuffle":
+            out = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+        else:
+            out = self.upsample(x)
+        out = out / self.img_range + self.mean.to(out)
+        return out[..., : state["out_size"][0], : state["out_size"][1]]
 
     def forward_features(
         self, x: torch.Tensor, positions: Sequence[FeaturePosition]
