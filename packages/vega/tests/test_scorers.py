@@ -168,9 +168,9 @@ def test_score_iitc_means_of_every_metric_and_a_single_record() -> None:
 def test_empty_and_incomplete_records() -> None:
     from paperzoo_shared.data.errors import DataError
 
-    with pytest.raises(DataError, match="no IITC records to score"):
+    with pytest.raises(DataError, match=r"^no IITC records to score$"):
         score_iitc([])
-    with pytest.raises(DataError, match="no ITA records to score"):
+    with pytest.raises(DataError, match=r"^no ITA records to score$"):
         score_ita([])
     with pytest.raises(DataError, match=r"record 1 has no 'truth_fig_idx' field \(keys: answer, response\)"):
         score_iitc([{"response": "", "answer": "", "truth_fig_idx": 0}, {"response": "", "answer": ""}])
@@ -195,7 +195,7 @@ def test_none_prompt_style() -> None:
 
     assert build_query("iitc", "ctx", "q?", style="none") == "ctx\nQuestion:q?"
     assert build_query("ita", "ctx", style="none") == "ctx"
-    with pytest.raises(ValueError, match="an IITC query needs a question"):
+    with pytest.raises(ValueError, match=r"^an IITC query needs a question$"):
         build_query("iitc", "ctx", style="none")
     with pytest.raises(ValueError, match="task must be one of"):
         build_query("other", "ctx")  # type: ignore[arg-type]
@@ -236,3 +236,43 @@ def test_output_files_duplicates_task_and_errors(tmp_path) -> None:
         score_output_file(empty)
     with pytest.raises(ValueError, match="task must be 'iitc' or 'ita'"):
         score_records("x", [])  # type: ignore[arg-type]
+
+
+def test_missing_iitc_fields_name_their_record() -> None:
+    from paperzoo_shared.data.errors import DataError
+
+    full = {"response": "", "answer": "", "truth_fig_idx": 0}
+    for key in ("response", "answer"):
+        partial = {k: v for k, v in full.items() if k != key}
+        with pytest.raises(DataError, match=rf"^record 1 has no '{key}' field"):
+            score_iitc([full, partial])
+
+
+def test_duplicates_are_keyed_on_id_question_and_context(tmp_path) -> None:
+    import json
+
+    from paperzoo_vega.scoring import score_output_file
+
+    # two papers asked the same question over the same context: not a rerun, so no duplicate
+    base = {"question": "q", "context": "c", "answer": "a", "truth_fig_idx": 0, "response": "a"}
+    path = tmp_path / "two_papers.json"
+    path.write_text("".join(json.dumps({**base, "id": paper}) + "\n" for paper in ("p1", "p2", "p1")))
+    assert score_output_file(path)["duplicates"] == 1.0  # only the second "p1" line repeats
+
+
+def test_output_file_is_read_as_utf8_whatever_the_locale(tmp_path) -> None:
+    # the official IITC prompt asks for an answer in Chinese when the context does not give one
+    import json
+    import locale
+
+    from paperzoo_vega.scoring import read_output_file
+
+    record = {"id": "p", "answer": "[Picture 1] a", "truth_fig_idx": 0, "response": "图片 [Picture 1]"}
+    path = tmp_path / "zh.json"
+    path.write_bytes((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale: open() without an encoding fails here
+    try:
+        assert read_output_file(path) == [record]
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
