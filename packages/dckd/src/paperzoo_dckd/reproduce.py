@@ -8,7 +8,9 @@
 * ``full``: the paper's configuration given DIV2K, the benchmark sets and the official teacher and VQGAN
   weights (``configs/full/<variant>.yaml``; choose with ``--set variant=rcan_x4``). Table 3 (GoPro
   deblurring: ``nafnet_gopro``, ``restormer_gopro``) and Table 4 (Rain13K deraining: ``restormer_rain13k``)
-  run at ``full`` only, with ``--table table3`` / ``--table table4``.
+  run at ``full`` only, with ``--table table3`` / ``--table table4``; so do the RCAN x2 ablations of Table 6
+  (degradation type), Table 7 (loss weights) and Fig. 8a (number of negatives), one variant per setting
+  (:data:`ABLATION_TABLES`, ``--table table6 --set variant=rcan_x2_table6_blur``).
 
 Every (row, seed) goes through ``request.cached``; every training run resumes from its ``last.ckpt`` and a
 finished one is reloaded from its ``final.pt``. With ``parallel_jobs: 2`` the runs go to two worker processes.
@@ -36,12 +38,36 @@ RESTORATION_TABLES: dict[str, tuple[str, ...]] = {
     "table3": ("nafnet_gopro", "restormer_gopro"),
     "table4": ("restormer_rain13k",),
 }
-"""The ``full`` variants of the deblurring (Table 3) and deraining (Table 4) tables; the first is the default.
-Every other file of configs/full/ is a Table 2 (super-resolution) variant."""
+"""The ``full`` variants of the deblurring (Table 3) and deraining (Table 4) tables; the first is the default."""
+
+ABLATION_TABLES: dict[str, tuple[str, ...]] = {
+    "table6": ("rcan_x2_table6_noise", "rcan_x2_table6_blur", "rcan_x2_table6_resize", "rcan_x2_table6_mix"),
+    "table7": (
+        "rcan_x2_table7_default",
+        "rcan_x2_table7_dcl001",
+        "rcan_x2_table7_dcl1",
+        "rcan_x2_table7_ce1e4",
+        "rcan_x2_table7_ce1e2",
+    ),
+    "fig8a": (
+        "rcan_x2_fig8a_n5",
+        "rcan_x2_fig8a_n3",
+        "rcan_x2_fig8a_n4",
+        "rcan_x2_fig8a_n6",
+        "rcan_x2_fig8a_n7",
+    ),
+}
+"""The ablations of the RCAN x2 DCKD run (Table 6: degradation type; Table 7: loss weights; Fig. 8a: number of
+negatives), one ``full`` variant (``configs/full/<variant>.yaml``) per setting; the first, the paper's default
+setting, is the default. Run one setting per invocation (``--table table6 --set variant=rcan_x2_table6_blur``),
+each with its own ``--out``, as for Tables 3 and 4."""
+
+VARIANT_TABLES: dict[str, tuple[str, ...]] = {**RESTORATION_TABLES, **ABLATION_TABLES}
+"""Every table whose ``full`` variants are listed; every other file of configs/full/ is a Table 2 variant."""
 
 
 def table_of_variant(variant: str) -> str:
-    return next((t for t, names in RESTORATION_TABLES.items() if variant in names), "table2")
+    return next((t for t, names in VARIANT_TABLES.items() if variant in names), "table2")
 
 
 def config_path(request: ReproRequest) -> Path:
@@ -67,8 +93,8 @@ def config_path(request: ReproRequest) -> Path:
                         f"`paperzoo reproduce dckd --preset full --table {owner} --set variant={value}`"
                     )
                 return path
-        if table in RESTORATION_TABLES:
-            return request.config_dir / "full" / f"{RESTORATION_TABLES[table][0]}.yaml"
+        if table in VARIANT_TABLES:
+            return request.config_dir / "full" / f"{VARIANT_TABLES[table][0]}.yaml"
     return request.config_dir / f"{request.preset}.yaml"
 
 
