@@ -8,6 +8,7 @@ contracts. Prints every problem and exits 1 if there is any.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -37,6 +38,14 @@ def check_package(directory: Path, contracts: dict) -> list[str]:
         problems.append(
             f"packages/{name}/pyproject.toml: depend on paperzoo-shared with a range, e.g. >=0.2,<0.3"
         )
+    init = directory / "src" / module / "__init__.py"
+    if init.is_file() and project.get("version"):
+        declared = re.search(r'^__version__ = "([^"]+)"', init.read_text(), re.MULTILINE)
+        if declared and declared.group(1) != project["version"]:
+            problems.append(
+                f"packages/{name}: __version__ {declared.group(1)!r} in src/{module}/__init__.py differs from "
+                f"the pyproject version {project['version']!r}"
+            )
     if "test" not in project.get("optional-dependencies", {}):
         problems.append(f"packages/{name}/pyproject.toml: add a `test` extra")
     entry_points = project.get("entry-points", {}).get("paperzoo.papers", {})

@@ -6,4 +6,4 @@ Importing the package is light (no torch). The method lives in :mod:`paperzoo_dc
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
