@@ -291,3 +291,98 @@ def test_read_official_results_fills_absent_fields_and_names_problems(tmp_path) 
         read_official_results(path)
     with pytest.raises(DataError, match="Video-MME results"):
         read_official_results(tmp_path / "absent.json")
+
+
+def test_unknown_rule_message_lists_the_rules() -> None:
+    from paperzoo_videomme.scoring import SCORING_RULES, get_rule
+
+    with pytest.raises(ValueError) as error:
+        get_rule("nope")
+    assert str(error.value) == f"unknown scoring rule 'nope'; choose one of {', '.join(SCORING_RULES)}."
+    assert list(SCORING_RULES)[:2] == ["official", "official_2024_06"]
+
+
+def test_results_file_problems_name_the_video_and_question(tmp_path) -> None:
+    from paperzoo_shared.data.errors import DataError
+
+    video = {
+        "video_id": "007",
+        "duration": "short",
+        "domain": "Knowledge",
+        "sub_category": "Literature & Art",
+    }
+    path = tmp_path / "results.json"
+    path.write_text(
+        json.dumps(
+            [{**video, "questions": [{"question_id": "007-2", "task_type": "OCR Problems", "response": "A"}]}]
+        )
+    )
+    with pytest.raises(DataError) as error:
+        read_official_results(path)
+    assert str(error.value) == f"results file {path}: question 007-2 of video 007 has no 'answer'."
+    path.write_text(json.dumps([{"video_id": "008", "questions": []}]))
+    with pytest.raises(DataError) as error:
+        read_official_results(path)
+    assert str(error.value) == f"results file {path}: video 0 has no 'duration'; see the official template."
+    with pytest.raises(DataError) as error:
+        read_official_results(tmp_path / "absent.json")
+    assert str(error.value).startswith(f"Video-MME results file {tmp_path / 'absent.json'} does not exist")
+
+
+def test_results_file_is_read_as_utf8_whatever_the_locale(tmp_path) -> None:
+    import locale
+
+    video = {"video_id": "009", "duration": "long", "domain": "Multilingual", "sub_category": "Multilingual"}
+    question = {"question_id": "009-1", "task_type": "OCR Problems", "answer": "B", "response": "答案是 B"}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([{**video, "questions": [question]}], ensure_ascii=False), encoding="utf-8")
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale: reading without an encoding fails here
+    try:
+        assert read_official_results(path)[0]["response"] == "答案是 B"
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+
+
+def _group(correct: int, total: int) -> dict:
+    return {"accuracy": correct / total if total else 0.0, "correct": correct, "total": total}
+
+
+def test_printout_is_the_official_scripts_text() -> None:
+    """The whole printout, line by line, as BradyFU/Video-MME's evaluation/eval_your_results.py prints it (its
+    headers, 37-character rules, `: .1f` percentages with 0 for an empty group, `print("\\n")` after each
+    duration's block, and "Video Categories" in the entire-dataset block as well), for one duration with
+    Knowledge 1 of 2 answered and everything else empty; the flags' defaults are the script's (categories only)."""
+    block = {
+        **_group(1, 2),
+        "domain": {name: _group(*((1, 2) if name == "Knowledge" else (0, 0))) for name in DOMAINS},
+        "sub_category": {name: _group(0, 0) for name in SUB_CATEGORIES},
+        "task_type": {name: _group(*((1, 2) if name == "OCR Problems" else (0, 0))) for name in TASK_TYPES},
+    }
+    scores = {"durations": ["short"], "by_duration": {"short": block}, "overall": block}
+    bar, dash = "=====================================", "-------------------------------------"
+    domains = [
+        "Knowledge:  50.0%", "Film & Television:  0.0%", "Sports Competition:  0.0%",
+        "Artistic Performance:  0.0%", "Life Record:  0.0%", "Multilingual:  0.0%",
+    ]  # fmt: skip
+    expected = [
+        bar, "Evaluation on video Type: short", bar,
+        dash, "Video Categories", dash, *domains,
+        dash, "Overall Performance", dash, "Overall:  50.0%", "", "",
+        bar, "Evaluation on the entire dataset", bar,
+        dash, "Video Categories", dash, *domains,
+        dash, "Overall Performance", dash, "Overall:  50.0%",
+    ]  # fmt: skip
+    assert official_report_text(scores) == "\n".join(expected) + "\n"
+    flagged = official_report_text(scores, categories=False, sub_categories=True, task_types=True).split("\n")
+    assert flagged[:5] == [bar, "Evaluation on video Type: short", bar, dash, "Video Sub Categories"]
+    assert flagged[5 + 1 + len(SUB_CATEGORIES) : 5 + 1 + len(SUB_CATEGORIES) + 3] == [
+        dash,
+        "Task Categories",
+        dash,
+    ]
+    assert "OCR Problems:  50.0%" in flagged and "Humanity & History:  0.0%" in flagged
+    assert flagged.count("Video Categories") == 0 and flagged.count("Task Categories") == 2
+    # a group with one answered question prints its percentage, not 0
+    one = {**block, "domain": {**block["domain"], "Knowledge": _group(1, 1)}}
+    assert "Knowledge:  100.0%" in official_report_text({**scores, "by_duration": {"short": one}}).split("\n")

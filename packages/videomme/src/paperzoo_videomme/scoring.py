@@ -129,7 +129,7 @@ def score_records(
         if record["duration"] not in durations:
             continue
         letter = extract_answer(record["response"], spec.extractor, record)
-        scored.append({**record, "prediction": letter or None, "extracted": letter})
+        scored.append({**record, "prediction": letter or None})
     by_duration = {
         d: _breakdowns([r for r in scored if r["duration"] == d], spec.drop_unparsed) for d in durations
     }
@@ -181,7 +181,7 @@ def official_report_text(
     overall = scores["overall"]
     lines.extend([bar, "Evaluation on the entire dataset", bar])
     if categories:
-        section("Video Domains", overall["domain"], DOMAINS)
+        section("Video Categories", overall["domain"], DOMAINS)
     if sub_categories:
         section("Video Sub Categories", overall["sub_category"], SUB_CATEGORIES)
     if task_types:
