@@ -382,7 +382,8 @@ def test_printout_is_the_official_scripts_text() -> None:
         dash,
     ]
     assert "OCR Problems:  50.0%" in flagged and "Humanity & History:  0.0%" in flagged
-    assert flagged.count("Video Categories") == 0 and flagged.count("Task Categories") == 2
+    assert flagged.count("Video Categories") == 0
+    assert flagged.count("Video Sub Categories") == 2 and flagged.count("Task Categories") == 2
     # a group with one answered question prints its percentage, not 0
     one = {**block, "domain": {**block["domain"], "Knowledge": _group(1, 1)}}
     assert "Knowledge:  100.0%" in official_report_text({**scores, "by_duration": {"short": one}}).split("\n")
