@@ -1,0 +1,3 @@
+from paperzoo_vita.cli import main
+
+raise SystemExit(main())
