@@ -7,6 +7,8 @@
     paperzoo-t2vid diversity --set NAME=FILE ... [--embedder minilm|tfidf|st:PATH] [--plot tsne.png]
     paperzoo-t2vid validate MULTI_IMAGE.json --root DIR
     paperzoo-t2vid embedded OUT.json --kind longalpaca|longqlora [--n 10] [--seed 0]
+    paperzoo-t2vid train MULTI_IMAGE.json --root DIR [--config YAML] [--set train.KEY=VALUE ...]
+    paperzoo-t2vid evaluate VIDEOMME_ROOT --model DIR [--frames 24] [--max-new-tokens 32] [--out FILE]
 
 Each command prints a JSON summary on stdout; bad input is one line on stderr and exit status 2.
 """
@@ -101,6 +103,24 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=10)
     e.add_argument("--seed", type=int, default=0)
     add_debug_flag(e)
+
+    t = sub.add_parser(
+        "train", help="fine-tune an image-text model on a multi-image JSON (transformers Trainer)"
+    )
+    t.add_argument("data", type=Path, help="multi-image JSON (synthesize / videos / mix output)")
+    t.add_argument("--root", type=Path, required=True, help="folder the frame paths are relative to")
+    t.add_argument("--config", type=Path, help="a preset YAML with a train: section (e.g. configs/full.yaml)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="train.KEY=VALUE")
+    add_debug_flag(t)
+
+    ev = sub.add_parser("evaluate", help="multiple-choice accuracy on a Video-MME-layout folder")
+    ev.add_argument("root", type=Path, help="folder with videomme/test.json (or .jsonl/.parquet) and video/")
+    ev.add_argument("--model", type=Path, required=True, help="local Idefics3-style model folder")
+    ev.add_argument("--frames", type=int, default=24)
+    ev.add_argument("--max-new-tokens", type=int, default=32)
+    ev.add_argument("--limit", type=int, default=0, help="first N questions only (0: all)")
+    ev.add_argument("--out", type=Path, help="write scores and responses as JSON here")
+    add_debug_flag(ev)
     return parser
 
 
@@ -183,7 +203,60 @@ def _main(argv: list[str]) -> int:
 
         write_json(args.out, long_documents(args.kind, args.n, args.seed))
         _print({"records": args.n, "kind": args.kind, "out": str(args.out)})
+    elif args.command == "train":
+        _train(args)
+    elif args.command == "evaluate":
+        _evaluate(args)
     return 0
+
+
+def _train(args: argparse.Namespace) -> None:
+    from paperzoo_shared.config import load_config
+    from paperzoo_t2vid.configuration import T2VidConfig
+    from paperzoo_t2vid.data import read_records
+    from paperzoo_t2vid.evaluate import MCQ_SUFFIX
+    from paperzoo_t2vid.tiny import vocabulary
+    from paperzoo_t2vid.train import train
+
+    cfg = load_config(T2VidConfig, args.config, overrides=args.overrides).train
+    records = read_records(args.data)
+    words: list[str] = []
+    if cfg.model == "tiny-idefics3":  # a closed vocabulary: every word of the data and the eval prompt
+        texts = [str(t.get("content", "")) for r in records for t in r.get("conversations", [])]
+        words = vocabulary([*texts, MCQ_SUFFIX, "A B C D"])
+    result = train(cfg, records, args.root, words=words)
+    _print(
+        {
+            "examples": result.n_examples,
+            "first_loss": result.losses[0] if result.losses else None,
+            "last_loss": result.losses[-1] if result.losses else None,
+            "saved": cfg.output_dir if cfg.save else None,
+        }
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from paperzoo_t2vid.data import write_json
+    from paperzoo_t2vid.evaluate import evaluate, scores_dict
+
+    if not args.model.is_dir():
+        raise UserError(f"--model {args.model} is not a local model folder")
+    from transformers import AutoProcessor, Idefics3ForConditionalGeneration
+
+    processor = AutoProcessor.from_pretrained(args.model, local_files_only=True)
+    model = Idefics3ForConditionalGeneration.from_pretrained(args.model, local_files_only=True).eval()
+    scores, records = evaluate(
+        model,
+        processor,
+        args.root,
+        n_frames=args.frames,
+        max_new_tokens=args.max_new_tokens,
+        limit=args.limit,
+    )
+    summary = dict(scores_dict(scores))
+    if args.out:
+        write_json(args.out, {**summary, "responses": records})
+    _print(summary)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paperzoo_t2vid.minitrain import MiniTrainConfig
 from paperzoo_t2vid.modeling_t2vid import FILTER_PRESETS, REFORMATTERS, FilterRule, filter_rule
 from paperzoo_t2vid.text import TOKENIZERS
+from paperzoo_t2vid.train import TrainConfig
 
 DEFAULT_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 """Debian's fonts-dejavu-core. The official scripts use Arial (``arial.ttf``), which Debian does not ship."""
@@ -217,3 +219,7 @@ class T2VidConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     bootstrap: int = 2000
     """Bootstrap resamples for the confidence intervals."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+    """The fine-tuning recipe (``paperzoo-t2vid train``; the paper's settings in ``configs/full.yaml``)."""
+    train_mini: MiniTrainConfig = field(default_factory=MiniTrainConfig)
+    """The tiny-video-LLM rows of table ``training`` (``configs/mini-long.yaml``)."""
