@@ -48,6 +48,10 @@ DEMO_PROMPT_SHA256 = "a231722ced09cbd1f3fd16630ab58bf487f12e2f46ea0b26d1f2f6b5c5
         ("2.0", None, "free_form", "float", 1, "2.0"),
         ("x", None, "free_form", "float", 1, None),
         ("[2007, 2008]", None, "free_form", "list", None, "[2007, 2008]"),
+        ("(C) 5", ["3", "5", "7"], "multi_choice", "text", None, "7"),  # the letter wins over the text
+        (" B ", ["3", "5", "7"], "multi_choice", "text", None, "5"),  # stripped first
+        (5, ["3", "5", "7"], "multi_choice", "text", None, "5"),  # a non-string extraction as str()
+        ("", ["x", "y"], "multi_choice", "text", None, "x"),  # empty kept by default: nearest (a tie: first)
     ],
 )
 def test_normalize_extracted_answer(extraction, choices, qtype, atype, precision, expected):
@@ -79,6 +83,22 @@ FLOAT = {"question_type": "free_form", "answer_type": "float", "choices": None, 
 )
 def test_extraction_rules(response, problem, quick, expected):
     assert mathvista.extract_by_rules(response, problem, quick) == expected
+
+
+def test_quick_extraction_is_off_unless_asked():
+    quick = 'The answer is "15".'
+    assert mathvista.extract_by_rules(quick, MC) is None
+
+    async def frozen(prompt):
+        return "12"
+
+    assert asyncio.run(mathvista.extract_answer(quick, MC, frozen)) == "12"  # the LLM, not the regex
+    assert asyncio.run(mathvista.extract_answer(quick, MC, None, quick_extract=True)) == "15"
+
+
+def test_is_correct_is_string_equality():
+    assert mathvista.is_correct("5", "5")
+    assert not mathvista.is_correct("5.0", "5") and not mathvista.is_correct(None, "5")
 
 
 def test_llm_extraction_is_mocked_and_its_failure_gives_empty():
@@ -140,12 +160,52 @@ def test_table3_columns_by_hand():
     assert scores["TQA"] == -1.0 and scores["VQA"] == -1.0 and scores["LOG"] == -1.0
 
 
+def test_a_problem_without_a_result_anywhere_is_skipped():
+    correct = {"1": True, "2": False, "3": True, "4": True}
+    reordered = [PROBLEMS[4], *PROBLEMS[:4]]  # pid 5 (no result) first
+    assert mathvista.score(reordered, correct) == mathvista.score(PROBLEMS, correct)
+    assert (
+        mathvista.breakdown(reordered, correct)["task"] == mathvista.breakdown(PROBLEMS[:4], correct)["task"]
+    )
+
+
 def test_official_breakdown():
     problems = [{**p, "question_type": "free_form"} for p in PROBLEMS[:4]]
     out = mathvista.breakdown(problems, {"1": True, "2": False, "3": True, "4": True})
     assert out["skills"]["arithmetic reasoning"] == {"correct": 1, "total": 2, "accuracy": 0.5}
     assert out["question_type"]["free_form"]["total"] == 4
     assert list(out["task"]) == ["geometry problem solving", "math word problem", "figure question answering"]
+
+
+def _meta(task, **fields):
+    return {"task": task, "skills": ["arithmetic reasoning"], **fields}
+
+
+def test_breakdown_by_every_official_key_by_hand():
+    problems = [
+        {"pid": "a", "question_type": "free_form", "answer_type": "integer",
+         "metadata": _meta("math word problem", language="english", source="IQTest", category="math-targeted-vqa",
+                           context="synthetic scene", grade="elementary school")},
+        {"pid": "b", "question_type": "free_form", "answer_type": "integer",
+         "metadata": _meta("math word problem", language="english", source="IQTest", category="math-targeted-vqa",
+                           context="synthetic scene", grade="elementary school")},
+        {"pid": "c", "question_type": "multi_choice", "answer_type": "text",
+         "metadata": _meta("figure question answering", language="chinese", source="FigureQA",
+                           category="general-vqa", context="bar chart", grade="high school")},
+    ]  # fmt: skip
+    out = mathvista.breakdown(problems, {"a": True, "b": True, "c": False})
+    two, one_wrong = {"correct": 2, "total": 2, "accuracy": 1.0}, {"correct": 0, "total": 1, "accuracy": 0.0}
+    assert out == {
+        "question_type": {"free_form": two, "multi_choice": one_wrong},
+        "answer_type": {"integer": two, "text": one_wrong},
+        "language": {"english": two, "chinese": one_wrong},
+        "source": {"IQTest": two, "FigureQA": one_wrong},
+        "category": {"math-targeted-vqa": two, "general-vqa": one_wrong},
+        "task": {"math word problem": two, "figure question answering": one_wrong},
+        "context": {"synthetic scene": two, "bar chart": one_wrong},
+        "grade": {"elementary school": two, "high school": one_wrong},
+        "skills": {"arithmetic reasoning": {"correct": 2, "total": 3, "accuracy": 2 / 3}},
+    }
 
 
 def _release(root, image="images/1.jpg", with_query_field=False):
@@ -168,11 +228,94 @@ def test_reader_with_query_json(tmp_path):
     assert item.choices is None and item.answer == "3"
 
 
+def test_reader_fields_and_as_problem(tmp_path):
+    rows = [
+        {"pid": "7", "question": "Length of AB?", "image": "images/7.png", "choices": None, "unit": "cm",
+         "precision": 1.0, "answer": "2.5", "question_type": "free_form", "answer_type": "float",
+         "metadata": {"task": "geometry problem solving", "skills": ["geometry reasoning"], "language": "english"},
+         "query": "Hint: one decimal.\nQuestion: Length of AB? (Unit: cm)"},
+        {"pid": "8", "question": "Which?", "image": None, "choices": ["3", "5"], "unit": None, "precision": None,
+         "answer": "5", "question_type": "multi_choice", "answer_type": "text", "query": "Q8"},
+    ]  # fmt: skip
+    (tmp_path / "rows.json").write_text(json.dumps(rows))  # a list, as the Hugging Face rows
+    first, second = mathvista.load_mathvista(tmp_path, "rows.json")
+    assert first.as_problem() == {
+        "pid": "7", "query": "Hint: one decimal.\nQuestion: Length of AB? (Unit: cm)", "question": "Length of AB?",
+        "choices": None, "unit": "cm", "precision": 1, "answer": "2.5", "question_type": "free_form",
+        "answer_type": "float",
+        "metadata": {"task": "geometry problem solving", "skills": ["geometry reasoning"], "language": "english"},
+    }  # fmt: skip
+    assert first.image == tmp_path / "images" / "7.png"
+    assert (second.image, second.choices, second.precision, second.metadata) == (None, ("3", "5"), None, {})
+    assert [it.pid for it in mathvista.load_mathvista(tmp_path, "rows.json", limit=1)] == ["7"]
+
+
+def test_reader_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="expected data/testmini.json of the release"):
+        mathvista.load_mathvista(tmp_path)
+    (tmp_path / "testmini.json").write_text("{not json")
+    with pytest.raises(DataError, match="testmini.json: not valid JSON"):
+        mathvista.load_mathvista(tmp_path)
+    row = _release(tmp_path, with_query_field=True)
+    del row["question"]
+    (tmp_path / "testmini.json").write_text(json.dumps({"1": row}))
+    with pytest.raises(DataError, match="problem '1' is malformed"):
+        mathvista.load_mathvista(tmp_path)
+    row = _release(tmp_path, with_query_field=True)
+    (tmp_path / "testmini.json").write_text(json.dumps({"1": {**row, "question_type": "yes_no"}}))
+    with pytest.raises(DataError, match="problem '1' has question_type 'yes_no'"):
+        mathvista.load_mathvista(tmp_path)
+
+
+def test_reader_reads_utf8_whatever_the_locale(tmp_path):
+    import locale
+
+    row = {**_release(tmp_path), "question": "角度是多少?"}
+    (tmp_path / "testmini.json").write_bytes(json.dumps({"1": row}, ensure_ascii=False).encode("utf-8"))
+    (tmp_path / "query.json").write_bytes(
+        json.dumps({"1": "问题: 角度是多少?"}, ensure_ascii=False).encode("utf-8")
+    )
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale: reading without an encoding fails here
+    try:
+        (item,) = mathvista.load_mathvista(tmp_path)
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
+    assert (item.question, item.query) == ("角度是多少?", "问题: 角度是多少?")
+
+
 def test_reader_hf_rows_and_path_escape(tmp_path):
     row = _release(tmp_path, with_query_field=True)
     (tmp_path / "rows.jsonl").write_text(json.dumps(row) + "\n")
     (item,) = mathvista.load_mathvista(tmp_path, "rows.jsonl")
     assert item.query.startswith("Hint: h")
     _release(tmp_path, image="/etc/passwd", with_query_field=True)
-    with pytest.raises(DataError, match="testmini.json"):
+    with pytest.raises(DataError, match=r"testmini\.json \(entry 1\) is absolute"):
         mathvista.load_mathvista(tmp_path)
+
+
+# build_query.py's refine_caption list at 53d5258, typed from the official file
+BARD_NONSENSE = [
+    "Sure. ",
+    "Sure, I can do that.",
+    "Sorry, I can't help with images of people yet.",
+    "I can't process this file.",
+    "I'm unable to help you with that, as I'm only a language model and don't have the necessary information or abilities.",
+    "I'm not programmed to assist with that.",
+    "Please let me know if you have any other questions.",
+    "I hope this is helpful!",
+    "I hope this helps!",
+]
+
+
+@pytest.mark.parametrize("phrase", BARD_NONSENSE)
+def test_refine_caption_drops_each_bard_phrase(phrase):
+    assert mathvista.refine_caption(f"{phrase} A red  bar. {phrase}") == "A red bar."
+
+
+def test_refine_caption_edges():
+    assert mathvista.refine_caption(None) == "" and mathvista.refine_caption(3) == ""
+    assert mathvista.refine_caption("  Sure.  A cat  ") == "A cat"
+    assert mathvista.refine_caption("Sure. Sure. x") == "x"  # every occurrence
+    assert mathvista.refine_caption("Sure.x") == "Sure.x"  # "Sure. " needs its space
+    assert mathvista.refine_caption("a   b") == "a  b"  # one pass of "  " -> " "

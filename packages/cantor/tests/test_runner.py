@@ -3,6 +3,7 @@ and cache with no lost problem and no call paid twice (beyond the one in flight 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -12,9 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from paperzoo_cantor.backends import CallableBackend
 from paperzoo_cantor.configuration import BackendConfig, EvalConfig
 from paperzoo_cantor.evaluate import RECORDS, read_records, run_eval
 from paperzoo_cantor.fixtures import write_mathvista, write_scienceqa
+from paperzoo_cantor.modeling_cantor import CallFailed, load_prompts
 from paperzoo_cantor.scripted import ScriptedServer
 from paperzoo_cantor.trace_html import write_pages
 
@@ -50,6 +53,68 @@ def test_failures_are_recorded_per_problem_and_the_run_goes_on(tmp_path):
     index = write_pages(tmp_path / "run")
     page = (index.parent / "1002.html").read_text()
     assert "refusal" in page and "decision" in page
+
+
+def test_an_in_process_backend_that_hangs_refuses_returns_junk_or_raises_fails_one_problem(tmp_path):
+    """The same per-problem recording for a callable / local-model backend (no server): a call past the
+    timeout, a refusal, a reply that is not text, an exception inside the model, and a synthesis reply
+    without the "Answer:" field each fail their problem only; every problem is recorded and scored."""
+    root = write_scienceqa(
+        tmp_path / "sqa",
+        n=6,
+        failures={1: "[slow]", 2: "[refuse]", 3: "[junk]", 4: "[crash]", 5: "[noanswer]"},
+    )
+    decision_prompt = load_prompts().decision_prompt
+
+    async def model(prompt, image):
+        if "[slow]" in prompt:
+            await asyncio.sleep(5)
+        if "[refuse]" in prompt:
+            raise CallFailed("refusal", "blocked by the safety filter")
+        if "[junk]" in prompt:
+            return {"choices": []}
+        if "[crash]" in prompt:
+            raise RuntimeError("CUDA out of memory")
+        if prompt.startswith(decision_prompt):
+            return "Answer: look at it\n\nModules' tasks:\n1. VisionIQ Analyst: Which colour is it?\n"
+        if prompt.startswith("VisionIQ Analyst: "):
+            return " It is the first option."
+        if "[noanswer]" in prompt:
+            return "I cannot decide."
+        return "Rationale: the expert says so.\nAnswer: (A)"
+
+    cfg = EvalConfig(
+        benchmark="scienceqa", data_root=str(root),
+        backend=BackendConfig(kind="callable", model="tests:model", timeout=0.3, retries=0),
+    )  # fmt: skip
+    summary = run_eval(cfg, tmp_path / "run", inner=CallableBackend(model), progress=False)
+    records = read_records(tmp_path / "run" / RECORDS)
+    assert {pid: r["status"] for pid, r in records.items()} == {
+        "1000": "ok", "1001": "timeout", "1002": "refusal", "1003": "malformed", "1004": "error",
+        "1005": "malformed",
+    }  # fmt: skip
+    # the tag is in the query, so the decision and the synthesis call of a tagged problem fail
+    assert records["1001"]["errors"] == [
+        "decision: timeout: no response within 0.3 s",
+        "synthesis: timeout: no response within 0.3 s",
+    ]
+    assert records["1002"]["errors"][0] == "decision: refusal: blocked by the safety filter"
+    assert records["1003"]["errors"][0] == "decision: malformed: callable returned dict, not str"
+    assert records["1004"]["errors"][0] == "decision: error: RuntimeError: CUDA out of memory"
+    assert records["1005"]["errors"] == ["synthesis: malformed: no 'Answer:' field in the response"]
+    # a failed problem still ran its pipeline: the failed decision stands as " " and has no sub-task
+    assert records["1004"]["trace"]["sub-tasks"] == [] and records["1004"]["response"] == " "
+    assert records["1005"]["trace"]["sub-answers"] == [" It is the first option."]
+    assert records["1000"]["response"] == "Rationale: the expert says so.\nAnswer: (A)"
+    assert summary["recorded"] == 6 and summary["status"] == {
+        "ok": 1,
+        "timeout": 1,
+        "refusal": 1,
+        "malformed": 2,
+        "error": 1,
+    }
+    assert all(r["prediction"]["option_match"] in (0, 1, 2) for r in records.values())  # each one scored
+    assert summary["run"]["failed_calls"] == {"timeout": 2, "refusal": 2, "malformed": 2, "error": 2}
 
 
 def test_retry_failed_reruns_only_failed_problems(tmp_path):

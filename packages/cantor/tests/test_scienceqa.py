@@ -69,8 +69,32 @@ def test_empty_category_is_minus_one_and_full_test_check():
     assert scores["SOC"] == -1 and scores["LAN"] == -1 and scores["NAT"] == 100.0
     with pytest.raises(ValueError, match="4241"):
         scienceqa.score(_problems(), PREDICTIONS, require_full_test=True)
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match="unknown pid '99'"):
         scienceqa.score(_problems(), {"99": 0})
+    # no prediction at all: every column is the official -1
+    assert scienceqa.score(_problems(), {}) == {k: -1.0 for k in scienceqa.CATEGORIES}
+
+
+def test_a_train_problem_anywhere_in_the_results_is_skipped():
+    problems = {**_problems(), "11": {**_problems()["1"], "split": "train"}}
+    predictions = {"11": 0, **PREDICTIONS}  # the non-test problem first
+    scores = scienceqa.score(problems, predictions)
+    assert scores["NAT"] == pytest.approx(75.0) and scores["Avg"] == pytest.approx(700 / 11)
+
+
+def test_problems_without_a_split_field_count_as_the_split_scored():
+    problems = {pid: {k: v for k, v in p.items() if k != "split"} for pid, p in _problems().items()}
+    assert scienceqa.score(problems, PREDICTIONS) == pytest.approx(EXPECTED)
+
+
+def test_no_context_needs_neither_hint_nor_image():
+    # a: no hint, no image, wrong; b: no hint but an image, right. By hand: NO 0/1, IMG 1/1, TXT empty
+    problems = {
+        "a": {"subject": "natural science", "grade": "grade1", "hint": "", "image": None, "answer": 0},
+        "b": {"subject": "natural science", "grade": "grade1", "hint": "", "image": "image.png", "answer": 0},
+    }
+    scores = scienceqa.score(problems, {"a": 1, "b": 0}, split=None)
+    assert (scores["NO"], scores["IMG"], scores["TXT"], scores["Avg"]) == (0.0, 100.0, -1.0, 50.0)
 
 
 @pytest.mark.parametrize(
@@ -108,7 +132,9 @@ def test_pred_index_random_fallback_is_seeded():
         ("The answer is neither; their concentrations are the same", 0),
         ("I think sample B is hotter", None),
         ("E", None),  # out of range
+        ("D", None),  # one past the last of three choices
         ("", None),
+        ("**B**", 1),  # markdown bold around a letter
     ],
 )
 def test_option_matcher(answer, index):
@@ -119,6 +145,19 @@ def test_option_matcher(answer, index):
 def test_option_matcher_prefers_longest_contained_choice():
     assert scienceqa.match_option("It is sample AB", ["sample A", "sample AB"]) == 1
     assert scienceqa.match_option("so it is sample B for sure", ["sample", "sample B"]) == 1
+    assert scienceqa.match_option("so it is sample B for sure", ["sample B", "sample"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "choices", "index"),
+    [
+        ("Washington, D.C", ["Washington, D.C.", "Boston"], 0),  # a final '.' is ignored on both sides
+        ("yes it is", ["Yes, it is", "No, it is not"], 0),  # punctuation is a space
+        ("Xenon", ["Argon", "Xenon"], 1),  # only '*' is stripped from the ends, not letters
+    ],
+)
+def test_option_matcher_normalises_text(answer, choices, index):
+    assert scienceqa.match_option(answer, choices) == index
 
 
 def test_both_readings_of_a_cantor_reply():
@@ -145,14 +184,25 @@ def test_loader_reads_the_release_layout(tmp_path):
     assert [it.pid for it in items] == list(TABLE)
     assert items[1].image == tmp_path / "images" / "test" / "2" / "image.png"
     assert items[0].image is None and items[6].hint == ""
+    first = items[0]
+    assert (first.question, first.choices, first.answer, first.hint) == ("q1", ("a", "b", "c", "d"), 0, "h")
+    assert (first.subject, first.grade) == ("natural science", "grade1")
+    assert [it.pid for it in scienceqa.load_scienceqa(tmp_path, limit=3)] == ["1", "2", "3"]
     image_only = scienceqa.load_scienceqa(tmp_path, image_only=True)
     assert [it.pid for it in image_only] == ["2", "3", "6", "10"]
     assert scienceqa.score_items(items, PREDICTIONS) == pytest.approx(EXPECTED)
 
 
+def test_loader_without_an_images_folder_reads_split_folders(tmp_path):
+    _write_release(tmp_path)  # <root>/test/<pid>/<image>, as some mirrors unpack it
+    (tmp_path / "test" / "2").mkdir(parents=True)
+    items = scienceqa.load_scienceqa(tmp_path)
+    assert items[1].image == tmp_path / "test" / "2" / "image.png"
+
+
 def test_loader_rejects_an_image_path_outside_the_root(tmp_path):
     _write_release(tmp_path, image="../../../etc/passwd")
-    with pytest.raises(DataError, match="problems.json"):
+    with pytest.raises(DataError, match=r"problems\.json \(entry 2\) leaves the data root"):
         scienceqa.load_scienceqa(tmp_path)
 
 
@@ -160,12 +210,32 @@ def test_loader_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="problems.json"):
         scienceqa.load_scienceqa(tmp_path)
     problems = _write_release(tmp_path)
-    with pytest.raises(DataError, match="no split 'minival'"):
+    with pytest.raises(DataError, match=r"no split 'minival' \(has test, train, val\)"):
         scienceqa.load_scienceqa(tmp_path, split="minival")
-    problems["4"]["answer"] = 9
+    problems["4"]["answer"] = 4  # one past the last of four choices
     (tmp_path / "problems.json").write_text(json.dumps(problems))
-    with pytest.raises(DataError, match="answer 9"):
+    with pytest.raises(DataError, match="answer 4 for 4 choices"):
         scienceqa.load_scienceqa(tmp_path)
+    (tmp_path / "pid_splits.json").write_text(json.dumps({"test": ["1", "99"]}))
+    with pytest.raises(DataError, match="pid '99' of split 'test' is not in"):
+        scienceqa.load_scienceqa(tmp_path)
+    (tmp_path / "problems.json").write_text("{not json")
+    with pytest.raises(DataError, match="problems.json: not valid JSON"):
+        scienceqa.load_scienceqa(tmp_path)
+
+
+def test_loader_reads_utf8_whatever_the_locale(tmp_path):
+    import locale
+
+    problems = _write_release(tmp_path)
+    problems["1"]["question"] = "Which is 25\u00b0C?"
+    (tmp_path / "problems.json").write_bytes(json.dumps(problems, ensure_ascii=False).encode("utf-8"))
+    previous = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # an ASCII locale: reading without an encoding fails here
+    try:
+        assert scienceqa.load_scienceqa(tmp_path)[0].question == "Which is 25\u00b0C?"
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
 
 
 def test_prompts():
@@ -173,3 +243,14 @@ def test_prompts():
     assert scienceqa.qcm_prompt(item) == "Question: Which?\nContext: N/A\nOptions: (A) x (B) y\nAnswer:"
     assert scienceqa.cantor_query(item, caption="A cat.") == "Which?\nContext: A cat.\nOptions: (A) x (B) y"
     assert scienceqa.cantor_query(item, with_context=False) == "Which?"
+    assert scienceqa.cantor_query(item) == "Which?\nContext: N/A\nOptions: (A) x (B) y"
+    assert scienceqa.context_text(item) == "N/A"
+    assert (
+        scienceqa.qcm_prompt(item, caption="A cat.")
+        == "Question: Which?\nContext: A cat.\nOptions: (A) x (B) y\nAnswer:"
+    )
+    # create_one_example's replace("  ", " "): one pass, so three spaces become two
+    spaced = scienceqa.ScienceQAItem(
+        "1", "Which  one   now?", ("x",), 0, "", None, "natural science", "grade1", {}
+    )
+    assert scienceqa.qcm_prompt(spaced) == "Question: Which one  now?\nContext: N/A\nOptions: (A) x\nAnswer:"

@@ -404,7 +404,9 @@ class ResilientBackend:
 
     Timeouts and transient failures (connection errors, HTTP 408/409/429/5xx) are retried ``retries``
     times; refusals, malformed responses and other errors are not (the same call would fail again). After
-    the last try a transient failure is reported as ``error`` and a timeout as ``timeout``.
+    the last try a transient failure is reported as ``error`` and a timeout as ``timeout``. Any other
+    exception of the wrapped backend (a callable that raises, a local model out of memory) is a failed
+    call of kind ``error`` with the exception's type and message, so one problem fails and the run goes on.
     """
 
     def __init__(
@@ -473,6 +475,8 @@ class ResilientBackend:
                 failure = CallFailed("timeout", f"no response within {self.timeout:g} s")
             except CallFailed as error:
                 failure = error
+            except Exception as error:  # a callable or local model raised: this call fails, the run goes on
+                failure = CallFailed("error", f"{type(error).__name__}: {error}")
             if failure.kind not in RETRYABLE or attempt >= self.retries:
                 kind = "error" if failure.kind == "transient" else failure.kind
                 self.stats.failures[kind] = self.stats.failures.get(kind, 0) + 1

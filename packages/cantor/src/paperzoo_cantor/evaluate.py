@@ -69,11 +69,22 @@ class BenchItem:
     """The release's problem fields (what the scorer reads)."""
 
 
-def _captions(path: str) -> dict[str, str]:
+def read_captions(path: str) -> dict[str, str]:
+    """pid -> caption from ScienceQA's ``data/captions.json`` (``{"model": ..., "captions": {pid: text}}``),
+    MathVista's ``data/texts/captions_bard.json`` (``{"model": ..., "texts": {pid: text}}``) or a plain
+    ``{pid: text}`` object; ``{}`` for no path."""
     if not path:
         return {}
     data = json.loads(Path(path).read_text(encoding="utf-8"))
-    return dict(data.get("captions", data)) if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{path}: a captions file is a JSON object (pid -> caption), got {type(data).__name__}"
+        )
+    for key in ("captions", "texts"):
+        if isinstance(data.get(key), dict):
+            data = data[key]
+            break
+    return {str(pid): text for pid, text in data.items() if isinstance(text, str)}
 
 
 def load_items(cfg: EvalConfig) -> list[BenchItem]:
@@ -81,7 +92,7 @@ def load_items(cfg: EvalConfig) -> list[BenchItem]:
         raise UserError(
             "no data root: pass --data-root (the release's data/scienceqa or MathVista data folder)"
         )
-    captions = _captions(cfg.captions)
+    captions = read_captions(cfg.captions)
     limit = cfg.limit or None
     items: list[BenchItem] = []
     if cfg.benchmark == "scienceqa":
@@ -102,8 +113,9 @@ def load_items(cfg: EvalConfig) -> list[BenchItem]:
     else:
         for it in mathvista.load_mathvista(cfg.data_root, limit=limit):
             query = it.query
-            if it.pid in captions:
-                query = f"{query}\nImage description: {captions[it.pid]}"
+            caption = mathvista.refine_caption(captions.get(it.pid, ""))
+            if caption:  # build_query.py's "Image description: ..." line, after the official query
+                query = f"{query}\nImage description: {caption}"
             items.append(
                 BenchItem(
                     pid=it.pid,

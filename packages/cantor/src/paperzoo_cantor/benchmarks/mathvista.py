@@ -130,6 +130,31 @@ def load_mathvista(
     return items
 
 
+CAPTION_NONSENSE = (
+    "Sure. ",
+    "Sure, I can do that.",
+    "Sorry, I can't help with images of people yet.",
+    "I can't process this file.",
+    "I'm unable to help you with that, as I'm only a language model and don't have the necessary "
+    "information or abilities.",
+    "I'm not programmed to assist with that.",
+    "Please let me know if you have any other questions.",
+    "I hope this is helpful!",
+    "I hope this helps!",
+)
+"""The phrases ``evaluation/build_query.py``'s ``refine_caption`` removes from the Bard captions."""
+
+
+def refine_caption(caption: Any) -> str:
+    """``refine_caption``: each phrase of :data:`CAPTION_NONSENSE` removed (stripping after each), double
+    spaces made single, stripped; a non-string caption gives ``""``."""
+    if not isinstance(caption, str):
+        return ""
+    for phrase in CAPTION_NONSENSE:
+        caption = caption.replace(phrase, "").strip()
+    return caption.replace("  ", " ").strip()
+
+
 # ----------------------------------------------------------------------------------------------------
 # Extraction (evaluation/extract_answer.py)
 # ----------------------------------------------------------------------------------------------------
