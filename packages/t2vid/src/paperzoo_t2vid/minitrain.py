@@ -174,7 +174,8 @@ def write_eval_set(n: int, seed: int, cfg: MiniTrainConfig, root: Path) -> Path:
         frames, target = _clip(rng, cfg, font)
         options, letter = _options(rng, target)
         vid = f"mini{i:04d}"
-        # two copies of each frame at 2 fps: the 24-frame sampler then picks every shown frame
+        # two copies of each frame at 2 fps: the middle-of-segment sampler with `frames` frames then
+        # picks each distinct frame once (indices 1, 3, 5, ...)
         write_video(root / "video" / f"{vid}.mp4", np.repeat(np.stack(frames), 2, axis=0), fps=2.0)
         rows.append(
             {
@@ -256,7 +257,8 @@ def run_row(
     start = time.perf_counter()
     result = train(tcfg, records, work, model=model, processor=processor)
     train_s = time.perf_counter() - start
-    scores, _ = evaluate(result.model, result.processor, eval_root, n_frames=24, max_new_tokens=3)
+    # as many frames at evaluation as in training (the paper: 24 and 24); the clips hold each frame twice
+    scores, _ = evaluate(result.model, result.processor, eval_root, n_frames=cfg.frames, max_new_tokens=3)
     questions = first_questions(records)
     embed = embedder(cfg.diversity_embedder, fit_on=questions)
     return {

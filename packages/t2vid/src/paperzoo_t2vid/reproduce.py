@@ -388,7 +388,7 @@ def _training(request: ReproRequest, cfg: T2VidConfig) -> TableResult:
         f"transformers.Trainer for {mt.epochs:g} epochs (batch {mt.batch_size}, lr {mt.learning_rate:g}, "
         f"label_mode {mt.label_mode}) on synthetic keyword clips ({mt.frames} frames, {mt.image_side} px, "
         f"font size {mt.font_size}); accuracy on {mt.n_eval} held-out clips written as .mp4 in the Video-MME "
-        "layout, 24 frames, scored by paperzoo_t2vid.evaluate (option letter, exact match).",
+        f"layout, {mt.frames} frames (as in training), scored by paperzoo_t2vid.evaluate (option letter, exact match).",
         f"Diversity: 1 - mean pairwise cosine similarity of each training set's instructions ({mt.diversity_embedder}).",
         "Synthetic stand-in task (minitrain.py), not Video-ChatGPT / ShareGemini / LongAlpaca; it tests the "
         "recipe end to end and the direction of the data-efficiency claim on a task built for a tiny model.",
