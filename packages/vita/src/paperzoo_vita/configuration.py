@@ -84,7 +84,8 @@ class VitaAudioConfig(PreTrainedConfig):
         num_hidden_layers: relative-position Transformer layers (24).
         num_attention_heads: heads (16, head dim 64).
         intermediate_size: ReLU FFN width (4096).
-        dropout: dropout of the embedding, attention, FFN and residual paths (0.1).
+        dropout: dropout of the embedding, positions, FFN and residual paths (0.1).
+        attention_dropout: dropout of the attention probabilities (0.0, the whale default).
         layer_norm_eps: LayerNorm eps of the encoder (1e-5).
         max_position_embeddings: rows of the sinusoidal relative position table (5000).
         adapter_kernel_size: kernel of the stride-2 Conv1d adapter (5).
@@ -101,6 +102,7 @@ class VitaAudioConfig(PreTrainedConfig):
     num_attention_heads: int = 16
     intermediate_size: int = 4096
     dropout: float = 0.1
+    attention_dropout: float = 0.0
     layer_norm_eps: float = 1e-5
     max_position_embeddings: int = 5000
     adapter_kernel_size: int = 5

@@ -13,6 +13,7 @@ Every path is joined to its folder with :func:`paperzoo_shared.data.safe_join`, 
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -343,6 +344,67 @@ def record_turns(
     return turns, select_modality(turns, record.video is not None)
 
 
-def tokens_per_second_of_audio() -> float:
-    """12.5 tokens per second in the limit (80 ms per token)."""
-    return 1000 / 80
+def load_video_frames(
+    path: str | Path, max_frames: int = 16, min_frames: int = 4, framerate: float = 1.0, backend: str = "auto"
+) -> np.ndarray:
+    """``(T, H, W, 3)`` uint8 RGB frames of a video sampled as the release (decord when installed, else OpenCV,
+    through :mod:`paperzoo_shared.data.video_io`; decord refuses tiny frames such as 16x16); an unreadable or empty file raises :class:`DataError`."""
+    from paperzoo_shared.data.video_io import probe_video, read_frames
+
+    info = probe_video(path, backend=backend)
+    if info.num_frames <= 0 or info.fps <= 0:
+        raise DataError(f"{path}: the video has no frames or no frame rate (corrupt or empty file?)")
+    return read_frames(
+        path, sample_frame_indices(info.num_frames, info.fps, max_frames, min_frames, framerate)
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Multi-turn packing (data_tools/concat_data*.py of the release)
+# ----------------------------------------------------------------------------------------------------
+
+
+def estimate_tokens(text_tokens: int, image_tiles: int = 0, audio_seconds: Sequence[float] = ()) -> int:
+    """The release's cost model: text tokens + 256 per tile + 12.5 per second of audio, each duration rounded up
+    to an even number of seconds."""
+    audio = sum(12.5 * (2 * math.ceil(d / 2)) for d in audio_seconds)
+    return int(text_tokens + 256 * image_tiles + audio)
+
+
+def pack_records(
+    records: Sequence[VitaRecord], costs: Sequence[int], concat_size: int = 6000, seed: int = 0
+) -> list[VitaRecord]:
+    """Shuffles single-turn records (seeded) and concatenates them, in that order, into multi-turn records of at
+    most ``concat_size`` estimated tokens (a record larger than that stays alone). Media lists are concatenated in
+    turn order and ``inserted_id`` is shifted by the records already in the pack."""
+    if len(records) != len(costs):
+        raise ValueError("records and costs must have the same length")
+    order = np.random.default_rng(seed).permutation(len(records)).tolist()
+    packs: list[list[int]] = []
+    total = 0
+    for index in order:
+        if packs and total + costs[index] <= concat_size:
+            packs[-1].append(index)
+            total += costs[index]
+        else:
+            packs.append([index])
+            total = costs[index]
+    out = []
+    for pack in packs:
+        merged = VitaRecord(id="+".join(records[i].id for i in pack), turns=[])
+        for i in pack:
+            r = records[i]
+            if r.inserted_id is not None:
+                if merged.inserted_id is not None:
+                    raise ValueError("a pack may hold one noisy (inserted_id) record; pack those separately")
+                merged.inserted_id = r.inserted_id + 2 * len(merged.turns)
+            merged.turns.extend(r.turns)
+            merged.images.extend(r.images)
+            merged.audios.extend(r.audios)
+            if r.video is not None:
+                if merged.video is not None:
+                    raise ValueError("a pack may hold one video")
+                merged.video = r.video
+            merged.end_tag = r.end_tag
+        out.append(merged)
+    return out

@@ -180,7 +180,7 @@ class WhaleLayer(nn.Module):
         super().__init__()
         d = cfg.hidden_size
         self.norm1 = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
-        self.self_attn = RelPositionAttention(d, cfg.num_attention_heads, cfg.dropout)
+        self.self_attn = RelPositionAttention(d, cfg.num_attention_heads, cfg.attention_dropout)
         self.norm2 = nn.LayerNorm(d, eps=cfg.layer_norm_eps)
         self.feed_forward = nn.Sequential(
             nn.Linear(d, cfg.intermediate_size),
@@ -275,6 +275,30 @@ class VitaPreTrainedModel(PreTrainedModel):
             module.istd.fill_(1.0)
         elif isinstance(module, RelPositionalEncoding):
             pass  # a fixed table
+
+
+def load_global_cmvn(model: VitaForConditionalGeneration, path: str) -> None:
+    """Loads WeNet-style ``global_cmvn`` JSON statistics (``mean_stat``, ``var_stat``, ``frame_num``), as shipped
+    beside the release's audio encoder: ``mean = sum / n``, ``istd = 1 / sqrt(max(sumsq / n - mean^2, 1e-20))``."""
+    import json
+
+    with open(path) as handle:
+        stats = json.load(handle)
+    try:
+        n = float(stats["frame_num"])
+        total = torch.tensor(stats["mean_stat"], dtype=torch.float64)
+        squares = torch.tensor(stats["var_stat"], dtype=torch.float64)
+    except KeyError as error:
+        raise ValueError(
+            f"{path}: global_cmvn JSON needs mean_stat, var_stat and frame_num; missing {error}"
+        ) from error
+    mean = total / n
+    var = torch.clamp(squares / n - mean * mean, min=1e-20)
+    cmvn = model.audio_encoder.cmvn
+    if mean.shape != cmvn.mean.shape:
+        raise ValueError(f"{path}: {mean.shape[0]} bins, the model has {cmvn.mean.shape[0]}")
+    cmvn.mean.copy_(mean.to(cmvn.mean.dtype))
+    cmvn.istd.copy_((1.0 / var.sqrt()).to(cmvn.istd.dtype))
 
 
 class VitaForConditionalGeneration(VitaPreTrainedModel, GenerationMixin):

@@ -13,6 +13,7 @@ tiles' placeholders; ``<audio>`` to its token count.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from paperzoo_vita.audio import SAMPLE_RATE, audio_token_count, waveform_to_fbank
 from paperzoo_vita.configuration import AUDIO_TOKEN, IMAGE_TOKEN, VIDEO_TOKEN, VitaConfig
-from paperzoo_vita.data import MixtralTwoTemplate, dynamic_tiles, select_modality
+from paperzoo_vita.data import MixtralTwoTemplate, dynamic_tiles, load_video_frames, select_modality
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -91,6 +92,7 @@ class VitaProcessor(ProcessorMixin):
         image_seq_length: placeholders per tile (256 for the release).
         system_prompts: modality -> system prompt; ``None`` keeps the release's three.
         dither: fbank dither (the release's inference config has 1.0; 0 is deterministic).
+        max_frames: frames sampled from a video file (16 as released; 32 for Video-MME).
     """
 
     def __init__(self, image_processor: VitaImageProcessor, tokenizer: Any, image_seq_length: int = 256,
@@ -98,6 +100,7 @@ class VitaProcessor(ProcessorMixin):
         self.image_seq_length = image_seq_length
         self.system_prompts = system_prompts
         self.dither = dither
+        self.max_frames = kwargs.pop("max_frames", 16)
         super().__init__(image_processor, tokenizer, **kwargs)
 
     @classmethod
@@ -139,7 +142,12 @@ class VitaProcessor(ProcessorMixin):
             for _ in range(n_vid):
                 if i_vid >= len(videos):
                     raise ValueError("more <video> placeholders than videos")
-                frames = self.image_processor.frames(videos[i_vid])
+                video = videos[i_vid]
+                if isinstance(
+                    video, (str, os.PathLike)
+                ):  # a file: 1 fps, 4..max_frames frames (decord / OpenCV)
+                    video = list(load_video_frames(video, max_frames=self.max_frames))
+                frames = self.image_processor.frames(video)
                 frame_counts.append(frames.shape[0])
                 i_vid += 1
                 pixel.append(frames)
