@@ -153,3 +153,80 @@ def test_regression_loss_rejects_broadcasting():
     assert mos_regression_loss(
         torch.tensor([0.5, 3.0]), torch.tensor([0.0, 0.0]), "smooth_l1"
     ).item() == pytest.approx((0.5 * 0.25 + 2.5) / 2)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tests added for `make mutate` survivors (README "Mutation testing"); goldens by hand.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_negative_threshold_is_strict():
+    _, neg = mos_masks(torch.tensor([0.0, 0.25, 1.0]), 0.25, 0.75)
+    assert not neg[1, 2] and not neg[2, 1]  # |dMOS| == gamma2 exactly (0.75 is exact in float32)
+
+
+def test_info_nce_checks_mask_shapes_against_the_features():
+    anchors, candidates = torch.randn(2, 4), torch.randn(3, 4)
+    wrong = torch.zeros(3, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"^masks must be \(2, 3\), got \(3, 3\) and \(3, 3\)$"):
+        info_nce(anchors, candidates, wrong, wrong, 0.1)
+    right = torch.zeros(2, 3, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"^masks must be \(2, 3\), got \(2, 3\) and \(3, 3\)$"):
+        info_nce(anchors, candidates, right, wrong, 0.1)
+    with pytest.raises(ValueError, match="^a pair cannot be both positive and negative$"):
+        info_nce(anchors, candidates, ~right, ~right, 0.1)
+
+
+def test_info_nce_averages_only_over_anchors_with_negatives():
+    anchors = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    candidates = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    pos = torch.tensor([[True, False, False], [False, True, False]])
+    neg = torch.tensor([[False, False, True], [False, False, False]])  # anchor 1 has no negative
+    # anchor 0: s_pos = 1 / 0.5 = 2, s_neg = -1 / 0.5 = -2 -> -log(e^2 / (e^2 + e^-2)) = log(1 + e^-4)
+    expected = math.log(1 + math.exp(-4))
+    assert info_nce(anchors, candidates, pos, neg, 0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_inter_scale_loss_is_the_mean_of_both_directions_by_hand():
+    config = LossConfig(temperature=0.5)
+    mos = torch.tensor([0.0, 1.0])  # the two images are MOS-negatives; each image's other scale a positive
+    small = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    large = torch.tensor([[1.0, 1.0], [2.0, -1.0]])
+
+    def direction(anchors, candidates):
+        terms = []
+        for i in range(2):
+            s_pos = _cos(anchors[i], candidates[i]) / 0.5
+            s_neg = _cos(anchors[i], candidates[1 - i]) / 0.5
+            terms.append(-math.log(math.exp(s_pos) / (math.exp(s_pos) + math.exp(s_neg))))
+        return sum(terms) / 2
+
+    forward = direction(small.tolist(), large.tolist())
+    backward = direction(large.tolist(), small.tolist())
+    assert forward != pytest.approx(backward)  # the two directions differ here, so the mean is checked
+    got = inter_scale_loss((small, large), mos, config)
+    assert got.item() == pytest.approx((forward + backward) / 2, rel=1e-6)
+
+
+def test_nsm_pairs_name_both_grids_when_they_differ():
+    with pytest.raises(ValueError, match=r"^region grids differ: \(1, 4, 2\) vs \(1, 3, 2\)$"):
+        nsm_pairs(torch.zeros(1, 4, 2), torch.zeros(1, 3, 2), 1)
+
+
+def test_regression_loss_defaults_to_l1_and_names_an_unknown_kind():
+    assert mos_regression_loss(torch.tensor([0.5, -3.0]), torch.zeros(2)).item() == 1.75
+    with pytest.raises(ValueError, match="^unknown MOS loss 'huber'$"):
+        mos_regression_loss(torch.zeros(2), torch.zeros(2), "huber")
+
+
+def test_total_loss_uses_the_configured_mos_loss_and_names_its_terms():
+    class Out:
+        score = torch.tensor([0.2, 0.9, 0.1])
+
+    mos = torch.tensor([0.0, 1.0, 0.05])
+    terms = csfiqa_loss(Out, mos, LossConfig(mos_loss="mse", use_scl=False, use_nsm=False))
+    assert terms.mos.item() == pytest.approx((0.04 + 0.01 + 0.0025) / 3, rel=1e-6)
+    named = terms.as_dict()
+    assert list(named) == ["loss", "mos", "intra", "inter", "nsm"]
+    values = [terms.total, terms.mos, terms.intra, terms.inter, terms.nsm]
+    assert all(named[k] is v for k, v in zip(named, values))

@@ -83,3 +83,20 @@ def test_ddp_two_cpu_processes_gloo(data, tmp_path):
     result = train_run(config, "csfiqa", 0, dataset, split, tmp_path / "ddp")
     assert [h["epoch"] for h in result["history"]] == [1]
     assert (tmp_path / "ddp" / "final.pt").is_file()
+
+
+def test_correlation_metrics_agree_with_scipy():
+    """SRCC/PLCC as the package reports them, against scipy.stats (notes Sec. 5.2 item 9)."""
+    import numpy as np
+    from paperzoo_csfiqa.train import correlation_metrics
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    pred = rng.uniform(-3, 3, 60)
+    mos = 4 / (1 + np.exp(-2 * pred)) + rng.normal(0, 0.1, 60)  # monotone but saturating
+    got = correlation_metrics(pred, mos)
+    assert got["srcc"] == pytest.approx(stats.spearmanr(pred, mos)[0], abs=1e-12)
+    assert got["plcc"] == pytest.approx(stats.pearsonr(pred, mos)[0], abs=1e-12)
+    assert got["plcc4"] > got["plcc"]  # the logistic fit undoes the saturation
+    # a constant prediction has no defined correlation; the report carries 0 rather than NaN
+    assert correlation_metrics(np.zeros(5), np.arange(5.0)) == {"srcc": 0.0, "plcc": 0.0, "plcc4": 0.0}
