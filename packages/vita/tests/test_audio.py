@@ -103,3 +103,10 @@ def test_encoder_output_shapes_real_size():
     assert sub.out.in_features == 19456 and tuple(x.shape) == (1, 248, 1024) and tuple(mask.shape) == (1, 248)
     assert tuple(y.shape) == (1, 124, 4096)
     assert adapter.conv.weight.shape == (2048, 1024, 5) and adapter.norm.eps == 1e-3
+
+
+def test_silent_clip_is_defined():
+    # digital silence: every power is 0, so every log-mel value sits at the floor log(float32 eps)
+    fb = waveform_to_fbank(torch.zeros(16000))
+    assert fb.shape == (98, 80)
+    torch.testing.assert_close(fb, torch.full((98, 80), math.log(torch.finfo(torch.float32).eps)))

@@ -156,3 +156,14 @@ def test_config_validation():
         tiny_vita_config(vocab_size=50, image_token_id=120)
     with pytest.raises(ValueError, match="must differ"):
         tiny_vita_config(image_token_id=7, audio_token_id=7)
+
+
+def test_moe_aux_loss_flag(model):
+    ids = torch.tensor([[10, 11, 12, 13, 14]])
+    plain = model(input_ids=ids, labels=ids)
+    assert plain.router_logits is None  # off, as the release (output_router_logits false)
+    ce = nn.functional.cross_entropy(plain.logits[0, :-1], ids[0, 1:])
+    torch.testing.assert_close(plain.loss, ce)
+    model.language_model.config.output_router_logits = True
+    with_aux = model(input_ids=ids, labels=ids)
+    assert with_aux.router_logits is not None and with_aux.loss > ce  # + 0.02 x the load-balancing loss
