@@ -124,3 +124,15 @@ def test_training_step_lowers_loss_and_supervises_state_token(model, tok):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_processor_save_and_load(model, tok, tmp_path):
+    from transformers import AutoProcessor
+
+    processor = VitaProcessor.from_model(model, tok, max_dynamic_patch=6, system_prompts={"image": "a", "video": "b", "lang": "c"}, max_frames=32)  # fmt: skip
+    processor.save_pretrained(tmp_path)
+    loaded = VitaProcessor.from_pretrained(tmp_path)
+    assert (loaded.image_seq_length, loaded.max_frames, loaded.system_prompts["video"]) == (4, 32, "b")
+    assert (loaded.image_processor.image_size, loaded.image_processor.max_dynamic_patch) == (56, 6)
+    model.config.save_pretrained(tmp_path)  # with the model's config.json, the Auto class resolves it
+    assert type(AutoProcessor.from_pretrained(tmp_path)).__name__ == "VitaProcessor"

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import BatchFeature
+from transformers import AutoImageProcessor, AutoProcessor, BatchFeature
 from transformers.image_processing_utils import BaseImageProcessor
 from transformers.processing_utils import ProcessorMixin
 
@@ -96,11 +96,12 @@ class VitaProcessor(ProcessorMixin):
     """
 
     def __init__(self, image_processor: VitaImageProcessor, tokenizer: Any, image_seq_length: int = 256,
-                 system_prompts: dict[str, str] | None = None, dither: float = 0.0, **kwargs):  # fmt: skip
+                 system_prompts: dict[str, str] | None = None, dither: float = 0.0, max_frames: int = 16,
+                 **kwargs):  # fmt: skip
         self.image_seq_length = image_seq_length
         self.system_prompts = system_prompts
         self.dither = dither
-        self.max_frames = kwargs.pop("max_frames", 16)
+        self.max_frames = max_frames
         super().__init__(image_processor, tokenizer, **kwargs)
 
     @classmethod
@@ -229,3 +230,7 @@ def pad_fbanks(fbanks: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
         feats[k, : f.shape[0]] = f
         mask[k, : f.shape[0]] = 1
     return {"input_features": feats, "input_features_mask": mask}
+
+
+AutoImageProcessor.register(VitaConfig, VitaImageProcessor, exist_ok=True)
+AutoProcessor.register(VitaConfig, VitaProcessor, exist_ok=True)
