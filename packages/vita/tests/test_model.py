@@ -167,3 +167,18 @@ def test_moe_aux_loss_flag(model):
     model.language_model.config.output_router_logits = True
     with_aux = model(input_ids=ids, labels=ids)
     assert with_aux.router_logits is not None and with_aux.loss > ce  # + 0.02 x the load-balancing loss
+
+
+def test_training_truncation_after_splicing(model):
+    i = model.config.image_token_id
+    ids = torch.tensor([[10, 11] + [i] * 4 + [12, 13, 14, 15]])  # 10 positions
+    pixels = torch.randn(1, 3, 56, 56)
+    full = model(input_ids=ids, pixel_values=pixels).logits
+    model.config.model_max_length = 4  # cuts through the image's tokens, as the release may
+    out = model(input_ids=ids, pixel_values=pixels, labels=ids)
+    assert out.logits.shape[1] == 4
+    torch.testing.assert_close(out.logits, full[:, :4])  # causal: the kept prefix is unchanged
+    labels = ids[0, :4].masked_fill(ids[0, :4] == i, IGNORE_INDEX)
+    expected = nn.functional.cross_entropy(full[0, :3], labels[1:], ignore_index=IGNORE_INDEX)
+    torch.testing.assert_close(out.loss, expected)
+    assert model(input_ids=ids, pixel_values=pixels).logits.shape[1] == 10  # without labels: no truncation

@@ -142,6 +142,9 @@ class VitaConfig(PreTrainedConfig):
         vision_feature_layer: hidden state of the tower used (-1: the last one).
         projector_hidden_act: activation of the ``mlp2x_gelu`` projector.
         initializer_range: std of the normal init of new linear layers.
+        model_max_length: in training (labels given), the spliced sequence is truncated to this many positions, as
+            the release truncates to ``tokenizer_model_max_length`` after splicing (6200 in its stage 1/2 scripts,
+            9100 continual); ``None`` keeps everything. Generation never truncates.
     """
 
     model_type = "vita"
@@ -161,6 +164,7 @@ class VitaConfig(PreTrainedConfig):
     vision_feature_layer: int = -1
     projector_hidden_act: str = "gelu"
     initializer_range: float = 0.02
+    model_max_length: int | None = None
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:

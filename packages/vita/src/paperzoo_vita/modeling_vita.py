@@ -441,6 +441,12 @@ class VitaForConditionalGeneration(VitaPreTrainedModel, GenerationMixin):
         if labels is not None and input_ids is not None:
             media = (input_ids == self.config.image_token_id) | (input_ids == self.config.audio_token_id)
             labels = labels.masked_fill(media, IGNORE_INDEX)
+        limit = self.config.model_max_length
+        if labels is not None and prefill and limit is not None and inputs_embeds.shape[1] > limit:
+            # the release truncates the spliced sequence (media features included) to the training length
+            inputs_embeds, labels = inputs_embeds[:, :limit], labels[:, :limit]
+            attention_mask = attention_mask[:, :limit] if attention_mask is not None else None
+            position_ids = position_ids[:, :limit] if position_ids is not None else None
         if cache is not None:
             kwargs[_CACHE_KWARG] = cache
         out = self.language_model(
