@@ -136,3 +136,20 @@ def test_processor_save_and_load(model, tok, tmp_path):
     assert (loaded.image_processor.image_size, loaded.image_processor.max_dynamic_patch) == (56, 6)
     model.config.save_pretrained(tmp_path)  # with the model's config.json, the Auto class resolves it
     assert type(AutoProcessor.from_pretrained(tmp_path)).__name__ == "VitaProcessor"
+
+
+def test_batched_left_padded_generate_matches_single(model, tok):
+    processor = _processor(model, tok)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (56, 56, 3), dtype=np.uint8)
+    wave = 0.1 * rng.standard_normal(16000)
+    texts = ["<image>\nwhat colour is the circle ?", "<audio>"]
+    batch = processor(text=texts, images=[image], audios=[wave])
+    lengths = batch["attention_mask"].sum(1)
+    assert lengths[0] != lengths[1] and batch["attention_mask"][int(lengths.argmin()), 0] == 0  # left padding
+    kw = dict(max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    together = model.generate(**batch, **kw)[:, batch["input_ids"].shape[1] :]
+    alone0 = processor(text=texts[:1], images=[image])
+    alone1 = processor(text=texts[1:], audios=[wave])
+    assert together[0].tolist() == model.generate(**alone0, **kw)[0, alone0["input_ids"].shape[1] :].tolist()
+    assert together[1].tolist() == model.generate(**alone1, **kw)[0, alone1["input_ids"].shape[1] :].tolist()
