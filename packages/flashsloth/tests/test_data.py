@@ -110,6 +110,24 @@ def test_llava_json_errors(tmp_path, word_tokenizer):
                          learnable_token_id=1)  # fmt: skip
 
 
+def test_image_paths_leaving_the_image_folder_are_refused(tmp_path, word_tokenizer):
+    from paperzoo_shared.data.errors import DataError
+
+    path = tmp_path / "data.json"
+    conversation = [{"from": "human", "value": "<image>"}, {"from": "gpt", "value": "red"}]
+    path.write_text(json.dumps([{"image": "../secret.png", "conversations": conversation},
+                                {"image": "/etc/passwd", "conversations": conversation}]))  # fmt: skip
+    (tmp_path / "img").mkdir()
+    ds = LlavaJsonDataset(path, tmp_path / "img", word_tokenizer, ChatTemplate.phi2(), image_size=16,
+                          image_token_id=-200, learnable_token_id=1)  # fmt: skip
+    with pytest.raises(
+        DataError, match=r"'\.\./secret\.png' in .*data\.json \(entry sample 0\) leaves the data root"
+    ):
+        ds[0]
+    with pytest.raises(DataError, match=r"'/etc/passwd' in .*data\.json \(entry sample 1\) is absolute"):
+        ds[1]
+
+
 def test_truncation_never_cuts_the_image(word_tokenizer):
     template = ChatTemplate.phi2(system="", sep2="<eos>")
     turns = [("<image>\nWhat colour is the circle?", "red"), ("How many squares are there?", "two")]

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from paperzoo_flashsloth.configuration import IGNORE_INDEX, IMAGE_TOKEN, LEARNABLE_TOKEN
+from paperzoo_shared.data import safe_join
 
 PHI2_SYSTEM = (
     "A chat between a curious user and an artificial intelligence assistant. "
@@ -429,7 +430,10 @@ class LlavaJsonDataset(torch.utils.data.Dataset):
         record = self.records[index]
         pixel_values = None
         if "image" in record:
-            path = self.image_folder / record["image"]
+            # a path leaving image_folder ("../x", an absolute path) is a DataError naming the file and sample
+            path = safe_join(
+                self.image_folder, str(record["image"]), source=self.path, entry=f"sample {index}"
+            )
             try:
                 image = self.image_loader(path)
             except OSError as error:
