@@ -43,6 +43,17 @@ from paperzoo_shared.kernels.gated_decode_attention import (
 )
 
 
+def sdpa_takes_enable_gqa() -> bool:
+    """``scaled_dot_product_attention(enable_gqa=...)`` exists from torch 2.5 on."""
+    q = torch.zeros(1, 2, 1, 4)
+    kv = torch.zeros(1, 1, 1, 4)
+    try:
+        torch.nn.functional.scaled_dot_product_attention(q, kv, kv, enable_gqa=True)
+    except TypeError:
+        return False
+    return True
+
+
 def timed_ms(device: torch.device, fn, repeats: int) -> float:
     """Median milliseconds of ``fn()`` over ``repeats`` runs after one warm-up."""
     fn()
@@ -206,6 +217,10 @@ def bench_decode_case(args, device, dtype, batch, heads, kv_heads, mean, d=128) 
         padded_v[b, :, :n] = packed_v[s : s + n].transpose(0, 1)
     dense_k = torch.randn(batch, kv_heads, mean, d, generator=g).to(device, dtype)  # same total, all = mean
     dense_v = torch.randn_like(dense_k)
+    gqa = heads != kv_heads
+    if gqa and not sdpa_takes_enable_gqa():  # torch < 2.5: the stock path repeats the key/value heads
+        dense_k, dense_v = (t.repeat_interleave(heads // kv_heads, dim=1) for t in (dense_k, dense_v))
+        gqa = False
     element = torch.finfo(dtype).bits // 8
     result: dict[str, Any] = {
         "dtype": str(dtype).removeprefix("torch."), "batch": batch, "heads": heads, "kv_heads": kv_heads,
@@ -218,7 +233,7 @@ def bench_decode_case(args, device, dtype, batch, heads, kv_heads, mean, d=128) 
             q, padded_k, padded_v, lengths, max_length=longest
         ),
         "dense_sdpa_same_total": lambda: torch.nn.functional.scaled_dot_product_attention(
-            q[:, :, None], dense_k, dense_v, enable_gqa=heads != kv_heads
+            q[:, :, None], dense_k, dense_v, **({"enable_gqa": True} if gqa else {})
         ),
     }
     ok, why = triton_runs(device)

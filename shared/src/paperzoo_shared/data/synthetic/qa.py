@@ -358,9 +358,11 @@ def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> Path:
 def to_transformers_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
     """Wrap ``tokenizer`` as a ``transformers.PreTrainedTokenizerFast`` with pad/bos/eos/unk set.
 
-    ``<image>`` and any extra special tokens become ``extra_special_tokens``. transformers is imported here
+    ``<image>`` and any extra special tokens become ``extra_special_tokens`` (``additional_special_tokens`` before
+    transformers 5). transformers is imported here
     only, so the rest of the module does not need it.
     """
+    import transformers
     from transformers import PreTrainedTokenizerFast
 
     roles = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
@@ -369,4 +371,10 @@ def to_transformers_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
         for _, added in sorted(tokenizer.get_added_tokens_decoder().items())
         if added.special and added.content not in roles.values()
     ]
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, extra_special_tokens=extras, **roles)
+    # transformers 5 renamed the list of extra special tokens (4.x: additional_special_tokens)
+    key = (
+        "extra_special_tokens"
+        if int(transformers.__version__.split(".")[0]) >= 5
+        else "additional_special_tokens"
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **{key: extras}, **roles)
