@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from paperzoo_shared.kernels import triton_interpreting
+from paperzoo_shared.kernels import MIN_TRITON, triton_interpreting, triton_version
 from paperzoo_shared.kernels.gated_decode_attention import (
     choose_num_splits,
     gated_decode_attention_reference,
@@ -94,6 +94,9 @@ def guarded(section: dict[str, Any], key: str, fn) -> None:
 
 
 def triton_runs(device: torch.device) -> tuple[bool, str]:
+    version = triton_version()
+    if version is None or version < MIN_TRITON:
+        return False, f"skipped: Triton {'.'.join(map(str, MIN_TRITON))} or newer is needed, found {version}"
     if device.type == "cuda" or triton_interpreting():
         return True, ""
     return False, "skipped: Triton needs CUDA, or TRITON_INTERPRET=1 on the CPU"

@@ -114,6 +114,7 @@ def test_auto_select_applies_to_auto_only(caplog):
 def test_triton_device_checks(monkeypatch):
     import torch
 
+    monkeypatch.setattr(kernels, "triton_version", lambda: kernels.MIN_TRITON)  # whatever Triton is installed
     cpu = torch.zeros(2)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     ok, reason = kernels.triton_supports(cpu, cpu, 3)
@@ -127,3 +128,15 @@ def test_triton_device_checks(monkeypatch):
     meta = torch.zeros(2, device="meta")
     ok, reason = kernels.triton_supports(cpu, meta)
     assert not ok and "several device types (cpu, meta)" in reason
+
+
+def test_a_triton_older_than_the_tested_one_is_not_used(monkeypatch):
+    import torch
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    monkeypatch.setattr(kernels, "triton_version", lambda: (3, 0))
+    ok, reason = kernels.triton_supports(torch.zeros(2))
+    assert not ok and reason == "Triton 3.0 is installed; these kernels need Triton 3.8 or newer"
+    assert kernels.triton_cuda_available() is False
+    monkeypatch.setattr(kernels, "triton_version", lambda: None)
+    assert kernels.triton_available() is False and kernels.triton_cuda_available() is False

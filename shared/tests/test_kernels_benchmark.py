@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from paperzoo_shared.kernels import MIN_TRITON, triton_version
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "kernels_gpu.py"
 
 
@@ -23,7 +25,9 @@ def _errors(node, path="") -> list[str]:
 
 
 @pytest.mark.skipif(not SCRIPT.is_file(), reason="benchmarks/ is only in a source checkout")
-@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+@pytest.mark.skipif(
+    (triton_version() or (0,)) < MIN_TRITON, reason=f"needs Triton {'.'.join(map(str, MIN_TRITON))} or newer"
+)
 def test_kernel_benchmark_runs_on_tiny_shapes(tmp_path, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     spec = importlib.util.spec_from_file_location("kernels_gpu", SCRIPT)

@@ -14,7 +14,7 @@ import math
 import pytest
 import torch
 
-from paperzoo_shared.kernels import KernelUnavailableError, use
+from paperzoo_shared.kernels import MIN_TRITON, KernelUnavailableError, triton_version, use
 from paperzoo_shared.kernels.gated_decode_attention import (
     choose_num_splits,
     gated_decode_attention,
@@ -22,7 +22,9 @@ from paperzoo_shared.kernels.gated_decode_attention import (
     gated_decode_attention_triton,
 )
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+pytestmark = pytest.mark.skipif(
+    (triton_version() or (0,)) < MIN_TRITON, reason=f"needs Triton {'.'.join(map(str, MIN_TRITON))} or newer"
+)
 
 TOLERANCE = {torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 

@@ -7,19 +7,19 @@ empty, degenerate and out-of-image boxes when huwsod is installed.
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
-from paperzoo_shared.kernels import KernelUnavailableError, use
+from paperzoo_shared.kernels import MIN_TRITON, KernelUnavailableError, triton_version, use
 from paperzoo_shared.kernels.roi_loop_pool import (
     binned_max_pool,
     binned_max_pool_reference,
     binned_max_pool_triton,
 )
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs triton")
+pytestmark = pytest.mark.skipif(
+    (triton_version() or (0,)) < MIN_TRITON, reason=f"needs Triton {'.'.join(map(str, MIN_TRITON))} or newer"
+)
 
 
 @pytest.fixture

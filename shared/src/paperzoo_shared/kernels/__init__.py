@@ -46,6 +46,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,11 +190,36 @@ def use(backend: str, op: str | None = None) -> Iterator[None]:
         _forced.pop()
 
 
-def triton_cuda_available() -> bool:
-    """True when Triton imports and a CUDA device is present (guard on the device, not only the import)."""
+#: The oldest Triton these kernels were run with (in the tests, under the interpreter). Triton 3.0 (torch 2.4's,
+#: tried by the floors job) rejects them (closure-defined kernels, its constexpr rules), so an older Triton counts
+#: as unavailable: ``auto`` falls back and naming the backend is an error. Lower it only after running the tests.
+MIN_TRITON = (3, 8)
+
+
+def triton_version() -> tuple[int, ...] | None:
+    """The installed Triton's (major, minor), read from its distribution metadata (Triton is not imported);
+    None when Triton is not installed."""
+    import importlib.metadata
     import importlib.util
 
     if importlib.util.find_spec("triton") is None:
+        return None
+    for distribution in ("triton", "pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu"):
+        try:
+            version = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        return tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    import triton
+
+    return tuple(int(part) for part in re.findall(r"\d+", triton.__version__)[:2])
+
+
+def triton_cuda_available() -> bool:
+    """True when Triton :data:`MIN_TRITON` or newer is installed and a CUDA device is present (guard on the
+    device, not only the import)."""
+    version = triton_version()
+    if version is None or version < MIN_TRITON:
         return False
     import torch
 
@@ -210,11 +236,10 @@ def triton_interpreting() -> bool:
 
 
 def triton_available() -> bool:
-    """``is_available`` of a Triton backend: Triton imports. Whether it can run *these* tensors (CUDA, or the
-    CPU under the interpreter) is :func:`triton_supports`'s question, so its error can say what to do."""
-    import importlib.util
-
-    return importlib.util.find_spec("triton") is not None
+    """``is_available`` of a Triton backend: Triton is installed. Whether it can run *these* tensors (a recent
+    enough Triton, CUDA or the CPU under the interpreter) is :func:`triton_supports`'s question, so its error can
+    say what to do."""
+    return triton_version() is not None
 
 
 def _tensor_devices(args: tuple, kwargs: dict) -> set[str]:
@@ -224,7 +249,12 @@ def _tensor_devices(args: tuple, kwargs: dict) -> set[str]:
 
 
 def triton_supports(*args: Any, **kwargs: Any) -> tuple[bool, str]:
-    """``supports`` check of a Triton backend: every tensor argument on CUDA, or on the CPU under the interpreter."""
+    """``supports`` check of a Triton backend: Triton :data:`MIN_TRITON` or newer, and every tensor argument on
+    CUDA, or on the CPU under the interpreter."""
+    version = triton_version()
+    if version is not None and version < MIN_TRITON:
+        found, oldest = ".".join(map(str, version)), ".".join(map(str, MIN_TRITON))
+        return False, f"Triton {found} is installed; these kernels need Triton {oldest} or newer"
     devices = _tensor_devices(args, kwargs)
     if devices <= {"cuda"}:
         return True, ""
