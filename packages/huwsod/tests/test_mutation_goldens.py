@@ -383,11 +383,11 @@ def test_gather_proposals_segments_windows_and_sources(config):
     model = M.HUWSOD(cfg.model, 6)
     features = torch.zeros(6, 4, 8, 12)
     external = [
-        torch.tensor([[-5.0, -5.0, 30.0, 20.0], [10.0, 10.0, 13.0, 30.0], [50.0, 10.0, 200.0, 60.0]], dtype=torch.float64),
+        torch.tensor([[-5.0, -5.0, 30.0, 20.0], [10.0, 10.0, 13.0, 30.0], [50.0, 10.0, 200.0, 90.0]], dtype=torch.float64),
         torch.tensor([[0.0, 0.0, 2.0, 2.0]]),
     ]  # fmt: skip
     out = model.gather_proposals(features, [(64, 96), (48, 40)], None, None, external)
-    expected0 = torch.tensor([[0.0, 0.0, 30.0, 20.0], [50.0, 10.0, 96.0, 60.0]])
+    expected0 = torch.tensor([[0.0, 0.0, 30.0, 20.0], [50.0, 10.0, 96.0, 64.0]])  # clipped in x and y
     assert out[0]["boxes"].dtype == torch.float32
     torch.testing.assert_close(out[0]["boxes"], expected0)
     torch.testing.assert_close(out[1]["boxes"], torch.tensor([[0.0, 0.0, 40.0, 48.0]]))  # whole image (w, h)
@@ -406,6 +406,11 @@ def test_gather_proposals_segments_windows_and_sources(config):
     assert torch.equal(out[0]["branch"], windows.branch_of_size(hand)) and not (out[0]["logits"] - 1).any()
     assert windows.gather_proposals(features, [(96, 128)], None, None)[0]["boxes"] is not None
     assert list(windows._windows) == [(96, 128)]
+    cfg.model.proposals.window_reference = 0.0  # no reference: the sizes are used as they are
+    unscaled = M.HUWSOD(cfg.model, 6).gather_proposals(features, [(96, 128)], None, None)[0]["boxes"]
+    torch.testing.assert_close(
+        unscaled, sliding_window_boxes(96, 128, [32.0], [1.0], cfg.model.proposals.window_step, 4.0)
+    )
 
     hcfg = apply_method(config, "huwsod")
     both = M.HUWSOD(hcfg.model, 6)
@@ -431,6 +436,7 @@ def test_model_builds_only_the_enabled_parts_and_checks_num_classes(config):
     empty = M._gt_targets({"boxes": torch.zeros(0, 4), "classes": torch.zeros(0, dtype=torch.int64)}, "cpu")
     assert empty["boxes"].tolist() == [[-10000.0, -10000.0, 10000.0, 10000.0]]  # the repo's dummy box
     assert empty["classes"].tolist() == [0] and empty["weights"].tolist() == [1.0]
+    assert empty["classes"].dtype == torch.int64
     gt = {
         "boxes": torch.tensor([[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 9.0, 9.0]]),
         "classes": torch.tensor([3, 0]),
@@ -552,3 +558,72 @@ def test_training_losses_do_not_depend_on_the_pixels_of_the_batch_padding(config
     assert runs[0].keys() == runs[1].keys()
     for name in runs[0]:
         assert torch.equal(runs[0][name], runs[1][name]), name
+
+
+def test_training_forward_uses_rpn_and_ae_proposals_and_the_labels_for_rpn_targets(config, monkeypatch):
+    """After burn-in the head sees the RPN's proposals and the AE's boxes; the RPN targets are mined with the
+    image's labels (top-1 per class of the weak last branch), not the dummy box of a label-free image."""
+    model = M.HUWSOD(apply_method(config, "huwsod").model, 6).train()
+    sources, rpn_mined = [], []
+    real_gather, real_mine = model.gather_proposals, M.mine_pseudo_boxes
+
+    def gather(features, sizes, rpn_props, ae_boxes, external=None):
+        sources.append((rpn_props, ae_boxes))
+        return real_gather(features, sizes, rpn_props, ae_boxes, external)
+
+    def mine(scores, boxes, labels, image_scores, hcfg):
+        out = real_mine(scores, boxes, labels, image_scores, hcfg)
+        if hcfg.mining == "oicr_top1":
+            rpn_mined.append((labels, out["boxes"]))
+        return out
+
+    model.gather_proposals = gather
+    monkeypatch.setattr(M, "mine_pseudo_boxes", mine)
+    torch.manual_seed(0)
+    model.forward_view(torch.rand(2, 3, 64, 64) * 255, [(64, 64)] * 2, [[0], [1, 2]], [])
+    ((rpn_props, ae_boxes),) = sources
+    assert rpn_props is not None and len(rpn_props) == 2 and all(len(p["boxes"]) > 0 for p in rpn_props)
+    assert ae_boxes is not None and len(ae_boxes) == 2 and all(len(b) > 0 for b, _ in ae_boxes)
+    assert [labels for labels, _ in rpn_mined] == [[0], [1, 2]]
+    assert [len(b) for _, b in rpn_mined] == [1, 2]  # one box per image class
+    assert all((b.abs() < 1000).all() for _, b in rpn_mined)  # not the dummy box
+
+
+def test_full_supervision_learns_from_the_annotated_boxes(config, monkeypatch):
+    """The fully supervised row: every refinement branch is labelled with the batch's boxes (weight 1);
+    without boxes it is an error."""
+    model = M.HUWSOD(apply_method(config, "fully_supervised").model, 3).train()
+    boxes = [torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 30.0]])]
+    _fixed_view(
+        model,
+        torch.full((2, 3), 0.1),
+        torch.tensor([[0.7, 0.2, 0.1]]),
+        [(torch.zeros(2, 4), torch.zeros(2, 12))] * 4,
+        boxes,
+    )
+    seen = []
+    real = M.label_proposals
+    monkeypatch.setattr(M, "label_proposals", lambda p, t, k, h: seen.append(t) or real(p, t, k, h))
+    gt = [{"boxes": torch.tensor([[1.0, 1.0, 11.0, 11.0]]), "classes": torch.tensor([2])}]
+    model.forward_view(torch.zeros(1, 3, 48, 48), [(48, 48)], [[2]], [], gt=gt, external=boxes)
+    assert len(seen) == 4
+    for t in seen:
+        assert t["boxes"].tolist() == [[1.0, 1.0, 11.0, 11.0]] and t["classes"].tolist() == [2]
+        assert t["weights"].tolist() == [1.0]
+    with pytest.raises(ValueError, match="annotated boxes"):
+        model.forward_view(torch.zeros(1, 3, 48, 48), [(48, 48)], [[2]], [], gt=None, external=boxes)
+
+
+def test_model_normalises_in_the_configured_channel_order_and_trains_an_unfrozen_backbone(config):
+    """BGR models see the channels flipped before the mean is subtracted; an unfrozen backbone's features
+    are the backbone applied to the normalised batch, with gradients."""
+    cfg = apply_method(config, "wsddn")
+    cfg.model.backbone.input_format, cfg.model.backbone.freeze = "bgr", False
+    cfg.model.backbone.pixel_mean, cfg.model.backbone.pixel_std = [1.0, 2.0, 3.0], [1.0, 1.0, 1.0]
+    model = M.HUWSOD(cfg.model, 6).eval()
+    images = torch.tensor([10.0, 20.0, 30.0]).view(1, 3, 1, 1).expand(1, 3, 16, 16).contiguous()
+    normalised = model.normalize(images)
+    assert normalised[0, :, 0, 0].tolist() == [29.0, 18.0, 7.0]  # (B, G, R) - (1, 2, 3)
+    features = model.features(images)
+    assert features.requires_grad
+    torch.testing.assert_close(features, model.backbone(normalised))
