@@ -81,5 +81,7 @@ def test_other_invalid_settings(tiny):
         tiny.make_model(sparse_layer=9)
     with pytest.raises(ValueError, match="unknown rows"):
         ExperimentConfig(rows=("dense", "h2o"))
-    with pytest.raises(ValueError, match="only greedy"):
-        model.generate(**batch, do_sample=True)
+    with pytest.raises(ValueError, match="cache_kind must be"):
+        model.sparse_generate(**batch, cache_kind="paged")
+    with pytest.raises(ValueError, match="text_keep_pattern must be"):
+        model.sparse_generate(**batch, text_keep_pattern="half")

@@ -8,4 +8,4 @@ memory measurement in :mod:`paperzoo_dynamic_llava.measure`.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -91,7 +91,8 @@ def teacher_forced_answers(
                 t + 1
             ) == lengths - 1  # the cache a sample ends with holds every answer token but the last
             snapshot[:, ended] = cache.cached_tokens()[:, ended]
-        per_token = 2 * cache.keys[0].shape[1] * cache.keys[0].shape[3] * cache.keys[0].element_size()
+        k0, v0 = cache.layers[0].keys, cache.layers[0].values
+        per_token = k0.shape[1] * (k0.shape[3] + v0.shape[3]) * k0.element_size()
         for i in range(b):
             ppls.append(math.exp(float(nll[i]) / int(lengths[i])))
             kv_bytes.append(float(snapshot[:, i].sum()) * per_token)

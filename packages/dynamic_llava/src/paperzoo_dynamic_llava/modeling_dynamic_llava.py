@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import LlavaConfig, LlavaForConditionalGeneration
+from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.models.llava.modeling_llava import LlavaModel, LlavaPreTrainedModel
 from transformers.utils import ModelOutput
 
@@ -37,6 +38,10 @@ from paperzoo_dynamic_llava.configuration import SELECTIONS, SparseConfig
 from paperzoo_shared.kernels.gated_decode_attention import gated_decode_attention
 
 IGNORE_INDEX = -100
+# what transformers' generate hands prepare_inputs_for_generation beside the model inputs
+_GENERATE_BOOKKEEPING = frozenset(
+    {"use_cache", "is_first_iteration", "output_attentions", "output_hidden_states"}
+)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -192,82 +197,296 @@ def masked_softmax_attention(
 # ----------------------------------------------------------------------------------------------------
 
 
-class GatedKVCache:
-    """Per-layer K/V buffers ``(B, H_kv, capacity, d)`` with per-sample lengths.
+class GatedKVLayer(CacheLayerMixin):
+    """One decoder layer's gated cache: K/V buffers ``(B, H_kv, capacity, d)`` and per-sample ``lengths``.
 
-    Only kept tokens are written (padding is never written), left-aligned per sample, so slot ``s`` of
-    sample ``b`` is valid iff ``s < lengths[layer][b]``. ``next_position`` is each sample's true absolute
-    position (count of real tokens seen), used for RoPE whatever was dropped. The longest length per layer is
-    also tracked on the host, so reading and one-token writes need no device synchronisation.
+    Only kept tokens are counted (padding is never written), left-aligned per sample, so slot ``s`` of sample
+    ``b`` is valid iff ``s < lengths[b]``. ``longest`` (the longest length, tracked on the host) lets reading and
+    one-token writes run without a device synchronisation; the buffers grow by ``grow_chunk`` slots when full.
     """
 
-    def __init__(self, num_layers: int, grow_chunk: int = 64):
-        self.keys: list[torch.Tensor | None] = [None] * num_layers
-        self.values: list[torch.Tensor | None] = [None] * num_layers
-        self.lengths: list[torch.Tensor | None] = [None] * num_layers
-        self.longest: list[int] = [0] * num_layers
-        self.next_position: torch.Tensor | None = None
+    is_compileable = False
+    is_croppable = False  # a dropped token leaves no trace, so a rollback cannot be undone per token
+
+    def __init__(self, grow_chunk: int = 64):
+        super().__init__()
+        self.lengths: torch.Tensor | None = None
+        self.longest = 0
         self.grow_chunk = grow_chunk
 
-    def read(self, layer: int, batch: int, device: torch.device) -> tuple[torch.Tensor | None, ...]:
-        """The valid part of a layer's cache: keys, values (sliced to the longest sample) and a validity mask."""
-        if self.keys[layer] is None:
-            return None, None, torch.zeros(batch, 0, dtype=torch.bool, device=device)
-        n = self.longest[layer]
-        valid = torch.arange(n, device=device)[None, :] < self.lengths[layer][:, None]
-        return self.keys[layer][:, :, :n], self.values[layer][:, :, :n], valid
-
-    def _reserve(self, layer: int, k: torch.Tensor, v: torch.Tensor, need: int) -> None:
-        b, h, _, d = k.shape
-        if self.keys[layer] is None:
-            self.keys[layer] = k.new_zeros(b, h, need + self.grow_chunk, d)
-            self.values[layer] = v.new_zeros(b, h, need + self.grow_chunk, d)
-            self.lengths[layer] = torch.zeros(b, dtype=torch.long, device=k.device)
-        elif need > self.keys[layer].shape[2]:
-            extra = need - self.keys[layer].shape[2] + self.grow_chunk
-            self.keys[layer] = torch.cat([self.keys[layer], k.new_zeros(b, h, extra, d)], dim=2)
-            self.values[layer] = torch.cat([self.values[layer], v.new_zeros(b, h, extra, d)], dim=2)
-
-    def write(
-        self, layer: int, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor, longest: int | None = None
+    def lazy_initialization(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, capacity: int = 0
     ) -> None:
-        """Appends the kept new tokens (``keep``: ``(B, n)`` bool) of ``k, v`` ``(B, H_kv, n, d)``.
+        b, h, _, d = key_states.shape
+        self.device = key_states.device
+        self.keys = key_states.new_zeros(b, h, capacity, d)
+        self.values = value_states.new_zeros(b, h, capacity, value_states.shape[-1])
+        self.lengths = torch.zeros(b, dtype=torch.long, device=key_states.device)
+        self.is_initialized = True
 
-        ``longest`` (the longest length after the write, when the caller knows it) avoids a synchronisation.
+    def _reserve(self, k: torch.Tensor, v: torch.Tensor, need: int) -> None:
+        if not self.is_initialized:
+            self.lazy_initialization(k, v, need + self.grow_chunk)
+        elif need > self.keys.shape[2]:
+            b, h, _, d = self.keys.shape
+            extra = need - self.keys.shape[2] + self.grow_chunk
+            self.keys = torch.cat([self.keys, self.keys.new_zeros(b, h, extra, d)], dim=2)
+            self.values = torch.cat(
+                [self.values, self.values.new_zeros(b, h, extra, self.values.shape[3])], dim=2
+            )
+
+    def read(self, batch: int, device: torch.device) -> tuple[torch.Tensor | None, ...]:
+        """The valid part: keys, values (sliced to the longest sample) and a validity mask ``(B, longest)``."""
+        if not self.is_initialized:
+            return None, None, torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        n = self.longest
+        valid = torch.arange(n, device=device)[None, :] < self.lengths[:, None]
+        return self.keys[:, :, :n], self.values[:, :, :n], valid
+
+    def decode_span(self) -> int:
+        """Slots a decoding step's attention reads (every sample's length after writing its token is within)."""
+        return self.longest + 1
+
+    def update(
+        self,
+        key_states: torch.Tensor,
+        value_states: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        longest: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Appends the kept new tokens (``keep``: ``(B, n)`` bool, default all) of ``key_states, value_states``
+        ``(B, H_kv, n, d)``; returns the whole buffers (valid slots: ``lengths``).
+
+        One token per sample (decoding) is written at each sample's length whether kept or not, and the length
+        advances only where kept (a dropped token is overwritten by the next). ``longest`` (the longest length
+        after the write, when the caller knows it) avoids a synchronisation.
         """
-        b, h, n, d = k.shape
-        if n == 1:  # decoding: write every sample's token at its length, advance only where kept
-            self._reserve(layer, k, v, self.longest[layer] + 1)
+        k, v = key_states, value_states
+        b, _, n, _ = k.shape
+        keep = torch.ones(b, n, dtype=torch.bool, device=k.device) if keep is None else keep
+        if n == 1:
+            self._reserve(k, v, self.longest + 1)
             rows = torch.arange(b, device=k.device)
-            slots = self.lengths[layer]
-            self.keys[layer][rows, :, slots] = k[:, :, 0]
-            self.values[layer][rows, :, slots] = v[:, :, 0]
-            self.lengths[layer] = slots + keep[:, 0].long()
+            self.keys[rows, :, self.lengths] = k[:, :, 0]
+            self.values[rows, :, self.lengths] = v[:, :, 0]
+            self.lengths = self.lengths + keep[:, 0].long()
         else:
             counts = keep.sum(1)
-            self._reserve(layer, k, v, self.longest[layer] + int(counts.max()))
-            length = self.lengths[layer]
+            self._reserve(k, v, self.longest + int(counts.max()))
             rows, cols = keep.nonzero(as_tuple=True)
-            slots = (length[:, None] + keep.long().cumsum(1) - 1)[rows, cols]
-            self.keys[layer][rows, :, slots] = k[rows, :, cols]
-            self.values[layer][rows, :, slots] = v[rows, :, cols]
-            self.lengths[layer] = length + counts
-        self.longest[layer] = int(self.lengths[layer].max()) if longest is None else longest
+            slots = (self.lengths[:, None] + keep.long().cumsum(1) - 1)[rows, cols]
+            self.keys[rows, :, slots] = k[rows, :, cols]
+            self.values[rows, :, slots] = v[rows, :, cols]
+            self.lengths = self.lengths + counts
+        self.longest = int(self.lengths.max()) if longest is None else longest
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.longest if self.is_initialized else 0
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.get_seq_length() + query_length, 0
+
+    def get_max_length(self) -> int:
+        return -1
+
+    def reset(self) -> None:
+        self.keys = self.values = self.lengths = None
+        self.longest = 0
+        self.is_initialized = False
+
+    def crop(self, tokens_to_remove: int) -> None:
+        raise NotImplementedError(
+            "a gated KV cache cannot be cropped: dropped tokens were never stored, so the last n steps are not the "
+            "last n slots (assisted or speculative decoding is not supported)"
+        )
+
+    def _select(self, index: torch.Tensor) -> None:
+        if self.is_initialized:
+            index = index.to(self.keys.device)
+            self.keys, self.values = self.keys[index], self.values[index]
+            self.lengths = self.lengths[index]
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self._select(beam_idx)  # ``longest`` stays an upper bound of the selected lengths
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            self._select(torch.arange(self.keys.shape[0], device=self.keys.device).repeat_interleave(repeats))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._select(indices)
+
+    def nbytes(self) -> int:
+        """Bytes of the valid K/V entries (what a compact cache needs), summed over samples."""
+        if not self.is_initialized:
+            return 0
+        per_token = (
+            self.keys.shape[1] * (self.keys.shape[3] + self.values.shape[3]) * self.keys.element_size()
+        )
+        return int(self.lengths.sum()) * per_token
+
+    def allocated_nbytes(self) -> int:
+        if not self.is_initialized:
+            return 0
+        return self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
+
+
+class StaticGatedKVLayer(GatedKVLayer):
+    """The static-capacity layer: buffers of ``max_cache_len`` slots allocated once (at the prefill), written in
+    place; a decoding step reads all ``max_cache_len`` slots under the per-sample ``lengths`` mask, so its shapes
+    never change and it makes no host synchronisation (``torch.compile(fullgraph=True)``, CUDA graphs)."""
+
+    is_compileable = True
+
+    def __init__(self, max_cache_len: int):
+        super().__init__(grow_chunk=0)
+        self.max_cache_len = max_cache_len
+
+    def lazy_initialization(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, capacity: int = 0
+    ) -> None:
+        super().lazy_initialization(key_states, value_states, self.max_cache_len)
+        if not torch.compiler.is_compiling():  # fixed addresses: in-place writes do not break CUDA graphs
+            for t in (self.keys, self.values, self.lengths):
+                torch._dynamo.mark_static_address(t)
+
+    def _reserve(self, k: torch.Tensor, v: torch.Tensor, need: int) -> None:
+        if not self.is_initialized:
+            self.lazy_initialization(k, v)
+        if need > self.max_cache_len:
+            raise ValueError(
+                f"the static gated KV cache holds {self.max_cache_len} tokens per sample and {need} are needed; "
+                "make it with a larger max_cache_len (prompt length + max_new_tokens)"
+            )
+
+    def decode_span(self) -> int:
+        return self.max_cache_len
+
+    def update(
+        self,
+        key_states: torch.Tensor,
+        value_states: torch.Tensor,
+        keep: torch.Tensor | None = None,
+        longest: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`GatedKVLayer.update`; one token per sample is written in place with no check and no
+        synchronisation (the cache checks the room on the host, from the steps taken, before the step)."""
+        if key_states.shape[2] != 1 or not self.is_initialized:
+            return super().update(key_states, value_states, keep, longest)
+        b = key_states.shape[0]
+        keep = torch.ones(b, 1, dtype=torch.bool, device=key_states.device) if keep is None else keep
+        rows = torch.arange(b, device=key_states.device)
+        self.keys[rows, :, self.lengths] = key_states[:, :, 0]
+        self.values[rows, :, self.lengths] = value_states[:, :, 0]
+        self.lengths.add_(keep[:, 0].long())
+        return self.keys, self.values
+
+    def get_max_length(self) -> int:
+        return self.max_cache_len
+
+    def _select(self, index: torch.Tensor) -> None:
+        if self.is_initialized:  # in place: the buffers keep their addresses
+            index = index.to(self.keys.device)
+            self.keys.copy_(self.keys[index])
+            self.values.copy_(self.values[index])
+            self.lengths.copy_(self.lengths[index])
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        raise NotImplementedError(
+            "a static gated KV cache has a fixed batch; make it after expanding the batch"
+        )
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        raise NotImplementedError("a static gated KV cache has a fixed batch")
+
+
+class GatedKVCache(Cache):
+    """Dynamic-LLaVA's KV cache gated per token, as a transformers ``Cache`` (one :class:`GatedKVLayer` per
+    decoder layer), so that ``model.generate()`` (greedy, sampling, beam search, streamers, stopping criteria)
+    decodes sparsely: layers ``< sparse_layer`` cache every token, layers ``>= sparse_layer`` only the tokens
+    the output-text predictor keeps (paper Sec. 3.3).
+
+    Besides the layers it holds ``next_position`` (``(B,)``: each sample's true absolute position, the count of
+    its real tokens seen, used for RoPE whatever was dropped), ``seen_tokens`` (input columns consumed, what
+    ``generate`` reads as :meth:`get_seq_length`; the stored counts are ``cached_tokens()``, per layer and
+    sample) and, for the ``random`` baseline, the fixed random scores of its rows.
+    """
+
+    def __init__(self, num_layers: int, grow_chunk: int = 64, layers: list[GatedKVLayer] | None = None):
+        super().__init__(
+            layers=layers if layers is not None else [GatedKVLayer(grow_chunk) for _ in range(num_layers)]
+        )
+        self.next_position: torch.Tensor | None = None
+        self.seen_tokens = 0
+        self.random_selection: RandomSelection | None = None
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def check_room(self, max_positions: int) -> None:
+        """Before a decoding step, on the host: the context length (one synchronisation for this cache)."""
+        if int(self.next_position.max()) >= max_positions:
+            raise ValueError(
+                f"generation reached the context length max_position_embeddings={max_positions}; lower max_new_tokens"
+            )
+
+    def _rows(self, index: torch.Tensor) -> None:
+        self.next_position = self.next_position[index.to(self.next_position.device)]
+        if self.random_selection is not None:
+            self.random_selection = self.random_selection.select(index)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(beam_idx)
+        if self.next_position is not None:
+            self._rows(beam_idx)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        if self.next_position is not None:
+            self._rows(torch.arange(len(self.next_position)).repeat_interleave(repeats))
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(indices)
+        if self.next_position is not None:
+            self._rows(indices)
+
+    def reset(self) -> None:
+        super().reset()
+        self.next_position, self.seen_tokens, self.random_selection = None, 0, None
 
     def cached_tokens(self) -> torch.Tensor:
         """``(num_layers, B)`` number of cached tokens per layer and sample."""
-        return torch.stack([length for length in self.lengths if length is not None])
+        return torch.stack([layer.lengths for layer in self.layers if layer.is_initialized])
 
     def nbytes(self) -> int:
         """Bytes of the valid K/V entries (what a compact cache needs), summed over layers and samples."""
-        total = 0
-        for k, length in zip(self.keys, self.lengths):
-            if k is not None:
-                total += int(length.sum()) * 2 * k.shape[1] * k.shape[3] * k.element_size()
-        return total
+        return sum(layer.nbytes() for layer in self.layers)
 
     def allocated_nbytes(self) -> int:
-        return sum(2 * k.numel() * k.element_size() for k in self.keys if k is not None)
+        return sum(layer.allocated_nbytes() for layer in self.layers)
+
+
+class StaticGatedKVCache(GatedKVCache):
+    """The gated cache with preallocated per-sample slots (:class:`StaticGatedKVLayer`, ``max_cache_len`` per
+    sample: prompt columns + new tokens is always enough), a ``lengths`` tensor per layer and in-place writes.
+    A decoding step makes no host synchronisation, so it traces whole under ``torch.compile(fullgraph=True)``
+    and can be captured as a CUDA graph; the room is checked on the host from ``seen_tokens``."""
+
+    def __init__(self, num_layers: int, max_cache_len: int):
+        super().__init__(num_layers, layers=[StaticGatedKVLayer(max_cache_len) for _ in range(num_layers)])
+        self.max_cache_len = max_cache_len
+
+    def check_room(self, max_positions: int) -> None:
+        if self.seen_tokens >= self.max_cache_len:
+            raise ValueError(
+                f"the static gated KV cache is full ({self.max_cache_len} columns seen); make it with a larger "
+                "max_cache_len (prompt length + max_new_tokens)"
+            )
+        if (
+            self.seen_tokens >= max_positions
+        ):  # an upper bound of every position, known without a synchronisation
+            super().check_room(max_positions)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -329,6 +548,11 @@ class RandomSelection:
     image_scores: torch.Tensor  # (B, N_image)
     text_uniform: torch.Tensor  # (B, max_positions): a token at position p is kept iff value < keep rate
 
+    def select(self, index: torch.Tensor) -> RandomSelection:
+        """The rows ``index`` (beam search reorders and expands the batch)."""
+        index = index.to(self.image_scores.device)
+        return RandomSelection(self.image_scores[index], self.text_uniform[index])
+
 
 class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
     """LLaVA with Dynamic-LLaVA's vision and output-text context sparsification.
@@ -359,6 +583,7 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         self.output_text_score_predictor = OutputTextPredictor(hidden, sparse)
         self.sparse = sparse
         self.gumbel_tau = 1.0
+        self._compiled_decode = None  # compile_decode() sets it
         self.post_init()
 
     # ------------------------------------------------------------------ loading
@@ -491,23 +716,24 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         q, k = _apply_rope(q, cos, sin), _apply_rope(k, cos, sin)
         visible = st.visibility()
         out = None
-        if cache is not None and n == 1 and cache.keys[i] is not None:
+        layer_cache = cache.layers[i] if cache is not None else None
+        if layer_cache is not None and n == 1 and layer_cache.is_initialized:
             # decoding: the token is written at its sample's slot first (kept or not; a dropped one is simply
             # not counted and is overwritten later), so attention reads the buffer in place, without a copy
-            before, span = cache.lengths[i], cache.longest[i] + 1
-            cache.write(i, k, v, write if write is not None else st.real, longest)
+            attend, span = layer_cache.lengths + 1, layer_cache.decode_span()
+            layer_cache.update(k, v, write if write is not None else st.real, longest)
             if policy is None and not last_query_attention:
-                # one query per sample over its own before + 1 slots, through paperzoo_shared's dispatcher:
+                # one query per sample over its own lengths + 1 slots, through paperzoo_shared's dispatcher:
                 # its reference is the masked SDPA below; on CUDA a Triton kernel that reads no padded slot
                 out = gated_decode_attention(
-                    q[:, :, 0], cache.keys[i], cache.values[i], before + 1, max_length=span
+                    q[:, :, 0], layer_cache.keys, layer_cache.values, attend, max_length=span
                 )[:, :, None]
             else:
-                k, v = cache.keys[i][:, :, :span], cache.values[i][:, :, :span]
-                visible = (torch.arange(span, device=h.device)[None, :] <= before[:, None])[:, None, :]
-        elif cache is not None:
-            past_k, past_v, past_valid = cache.read(i, b, h.device)
-            cache.write(i, k, v, write if write is not None else st.real, longest)
+                k, v = layer_cache.keys[:, :, :span], layer_cache.values[:, :, :span]
+                visible = (torch.arange(span, device=h.device)[None, :] < attend[:, None])[:, None, :]
+        elif layer_cache is not None:
+            past_k, past_v, past_valid = layer_cache.read(b, h.device)
+            layer_cache.update(k, v, write if write is not None else st.real, longest)
             if past_k is not None:
                 k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
                 visible = torch.cat([past_valid[:, None, :].expand(b, n, -1), visible], dim=2)
@@ -600,15 +826,27 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         cache: GatedKVCache | None = None,
         random_selection: RandomSelection | None = None,
         last_logits_only: bool = False,
-    ) -> DynamicLlavaOutput:
+        return_dict: bool = True,
+    ) -> DynamicLlavaOutput | tuple:
         """Training (``execution="mask"``, the default in train mode) or inference prefill / no-cache step
         (``"prune"``, the default in eval mode).
 
         ``answer_mask`` marks output-text tokens (from ``labels`` when given: the last assistant turn). In the
         prune path the last real token of each sample is always kept and logits are returned only for kept
         rows (``token_index`` maps them back). ``cache`` (prune path only) is filled with the kept K/V.
-        ``last_logits_only`` (prune path) computes the LM head for each sample's last real token only.
+        ``last_logits_only`` (prune path) computes the LM head for each sample's last real token only. A cache
+        that already holds a prefill takes one token per sample: a decoding step (:meth:`decode_step`; what
+        ``generate`` calls), logits ``(B, 1, V)``. ``return_dict=False`` returns the output's non-None fields as
+        a tuple.
         """
+        out = self._forward(input_ids, pixel_values, attention_mask, labels, answer_mask, selection, execution,
+                            cache, random_selection, last_logits_only)  # fmt: skip
+        return out if return_dict else out.to_tuple()
+
+    def _forward(
+        self, input_ids, pixel_values, attention_mask, labels, answer_mask, selection, execution, cache,
+        random_selection, last_logits_only,
+    ) -> DynamicLlavaOutput:  # fmt: skip
         selection = selection or ("dynamic" if self.sparse.use_vision_predictor else "dense")
         if selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
@@ -617,6 +855,15 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
             raise ValueError(f"execution must be 'mask' or 'prune', got {execution!r}")
         if execution == "mask" and selection in ("random", "fastv"):
             raise ValueError("the random and FastV baselines run at inference only (execution='prune')")
+        if cache is not None and execution != "prune":
+            raise ValueError("a gated KV cache is filled by the inference path (execution='prune')")
+        if cache is not None and cache.get_seq_length() > 0:
+            if input_ids.shape[1] != 1:
+                raise ValueError(
+                    f"the gated KV cache already holds a prefill: decode one token per sample, got {input_ids.shape[1]}"
+                )
+            logits, keep = self.decode_step(input_ids[:, 0], cache, selection, random_selection)
+            return DynamicLlavaOutput(logits=logits[:, None], keep=keep[:, None].float(), cache=cache)
         h, st = self._embed(input_ids, pixel_values, attention_mask)
         if labels is not None:
             answer_mask = self.answer_mask_from_labels(labels, st.real)
@@ -625,6 +872,11 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         l = self.sparse.sparse_layer
         if selection == "random" and random_selection is None:
             random_selection = self.make_random_selection(input_ids.shape[0], seed=0, device=h.device)
+        if cache is not None:  # the prefill: true positions continue from the real token counts
+            cache.next_position, cache.random_selection = st.real.sum(1), random_selection
+            cache.seen_tokens = input_ids.shape[1]
+            if cache.is_compileable:
+                torch._dynamo.mark_static_address(cache.next_position)
         h = self._run_layers(0, l - 1 if selection == "fastv" and l > 0 else l, h, st, cache=cache)
         fastv_scores = None
         if selection == "fastv" and l > 0:
@@ -729,30 +981,56 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         """One decoding step with the gated KV cache: logits ``(B, V)`` and the keep decision ``(B,)``.
 
         Layers ``< sparse_layer`` always cache the token; at ``sparse_layer`` the output-text predictor (or the
-        baseline's rule, or ``text_keep_override``) decides whether layers ``>= sparse_layer`` cache it.
+        baseline's rule, or ``text_keep_override``) decides whether layers ``>= sparse_layer`` cache it. The host
+        part (the room check, ``seen_tokens``) is here; the tensors are :meth:`decode_graph` (compiled, for a
+        static cache, after :meth:`compile_decode`). ``random_selection`` defaults to the cache's.
         """
+        cache.check_room(self.config.text_config.max_position_embeddings)
+        step = self._compiled_decode if self._compiled_decode is not None and cache.is_compileable else None
+        rand = random_selection if random_selection is not None else cache.random_selection
+        logits, keep = (step or self.decode_graph)(token, cache, selection, rand, text_keep_override)
+        cache.seen_tokens += 1
+        return logits, keep
+
+    def decode_graph(
+        self,
+        token: torch.Tensor,
+        cache: GatedKVCache,
+        selection: str,
+        random_selection: RandomSelection | None,
+        text_keep_override: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tensor part of :meth:`decode_step`. With a :class:`StaticGatedKVCache` it makes no host
+        synchronisation and changes no shape (what ``torch.compile(fullgraph=True)`` and CUDA graphs capture);
+        with the dynamic cache it synchronises once, for the longest length of the sparse layers."""
         b = token.shape[0]
         h = self.model.get_input_embeddings()(token.view(b, 1))
         ones = torch.ones(b, 1, dtype=torch.bool, device=h.device)
         st = TokenState(ones, ~ones, ones, cache.next_position.view(b, 1), cache.next_position.view(b, 1))
-        if int(cache.next_position.max()) >= self.config.text_config.max_position_embeddings:
-            raise ValueError(
-                "generation reached the context length max_position_embeddings="
-                f"{self.config.text_config.max_position_embeddings}; lower max_new_tokens"
-            )
         l = self.sparse.sparse_layer
         n_layers = len(self.language_model.layers)
-        h = self._run_layers(0, l, h, st, cache=cache, longest=cache.longest[0] + 1 if l else None)
+        static = cache.is_compileable
+        dense_longest = cache.layers[0].longest + 1 if l and not static else None
+        h = self._run_layers(0, l, h, st, cache=cache, longest=dense_longest)
         if text_keep_override is not None:
             keep = text_keep_override.view(b, 1).bool()
         else:
             keep = self._text_keep(h, st, selection, random_selection)
         longest = None
-        if cache.lengths[l] is not None:  # one synchronisation per step for all sparse layers
-            longest = int((cache.lengths[l] + keep.view(b).long()).max())
+        if (
+            not static and cache.layers[l].is_initialized
+        ):  # one synchronisation per step for all sparse layers
+            longest = int((cache.layers[l].lengths + keep.view(b).long()).max())
         h = self._run_layers(l, n_layers, h, st, cache=cache, write=keep, longest=longest)
-        cache.next_position = cache.next_position + 1
+        cache.next_position.add_(1)  # in place: a static address for CUDA graphs
         return self.lm_head(self.language_model.norm(h))[:, -1], keep.view(b)
+
+    def compile_decode(self, **compile_kwargs: Any):
+        """Compiles :meth:`decode_graph` with ``torch.compile(fullgraph=True, **compile_kwargs)``; later decoding
+        steps with a :class:`StaticGatedKVCache` (``sparse_generate(cache_kind="static")`` or ``generate(cache=
+        StaticGatedKVCache(...))``) run it. ``mode="reduce-overhead"`` captures CUDA graphs on a GPU."""
+        self._compiled_decode = torch.compile(self.decode_graph, fullgraph=True, **compile_kwargs)
+        return self._compiled_decode
 
     @torch.no_grad()
     def sparse_generate(
@@ -767,14 +1045,24 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         pad_token_id: int = 0,
         seed: int = 0,
         text_keep_pattern: str | None = None,
+        cache_kind: str = "dynamic",
     ) -> dict[str, Any]:
-        """Greedy generation with Dynamic-LLaVA's three inference modes (prefill pruning, then decoding with
-        the gated KV cache or by re-running the pruned context without cache).
+        """The package's reference greedy decode loop, with Dynamic-LLaVA's three inference modes (prefill pruning,
+        then decoding with the gated KV cache or by re-running the pruned context without cache).
 
-        ``text_keep_pattern="alternate"`` forces output-text decisions keep/drop/keep/... (exactly 50 %; the
-        GPU benchmark uses it, as random predictors give an arbitrary rate). Returns ``sequences`` (new tokens,
-        ``(B, T)``), ``cache`` and per-step ``text_keep`` decisions.
+        ``cache_kind`` is ``"dynamic"`` (:class:`GatedKVCache`) or ``"static"`` (:class:`StaticGatedKVCache` of
+        prompt columns + ``max_new_tokens`` slots). ``text_keep_pattern="alternate"`` forces output-text decisions
+        keep/drop/keep/... (exactly 50 %); ``"random"`` keeps each generated token of each sample with probability
+        1/2 from a generator seeded by ``seed`` (uneven per-sample caches; the benchmark uses both, as random
+        predictors give an arbitrary rate). Returns ``sequences`` (new tokens, ``(B, T)``), ``cache`` and
+        per-step ``text_keep`` decisions.
         """
+        if cache_kind not in ("dynamic", "static"):
+            raise ValueError(f"cache_kind must be 'dynamic' or 'static', got {cache_kind!r}")
+        if text_keep_pattern not in (None, "alternate", "random"):
+            raise ValueError(
+                f"text_keep_pattern must be None, 'alternate' or 'random', got {text_keep_pattern!r}"
+            )
         b = input_ids.shape[0]
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
@@ -789,11 +1077,19 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
         tokens, keeps = [], []
         if use_cache:
-            cache = GatedKVCache(len(self.language_model.layers))
-            cache.next_position = attention_mask.sum(1).long()
+            n_layers = len(self.language_model.layers)
+            if cache_kind == "static":
+                cache = StaticGatedKVCache(n_layers, input_ids.shape[1] + max_new_tokens)
+            else:
+                cache = GatedKVCache(n_layers)
             out = self.forward(input_ids, pixel_values, attention_mask, selection=selection, execution="prune",
                                cache=cache, random_selection=rand, last_logits_only=True)  # fmt: skip
             logits = out.logits[:, 0]
+            pattern = None
+            if text_keep_pattern == "alternate":
+                pattern = (torch.arange(max_new_tokens) % 2 == 0)[None].expand(b, -1)
+            elif text_keep_pattern == "random":
+                pattern = torch.rand(b, max_new_tokens, generator=torch.Generator().manual_seed(seed)) < 0.5
             for step in range(max_new_tokens):
                 nxt = logits.argmax(-1).masked_fill(done, pad_token_id)
                 tokens.append(nxt)
@@ -801,9 +1097,7 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
                     done = done | (nxt == eos_token_id)
                 if bool(done.all()) or step == max_new_tokens - 1:
                     break
-                override = None
-                if text_keep_pattern == "alternate":
-                    override = torch.full((b,), step % 2 == 0, device=input_ids.device)
+                override = None if pattern is None else pattern[:, step].to(input_ids.device)
                 logits, keep = self.decode_step(nxt, cache, selection, rand, override)
                 keeps.append(keep)
             return {"sequences": torch.stack(tokens, 1), "cache": cache, "text_keep": keeps}
@@ -824,27 +1118,66 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
             answer = torch.cat([answer, torch.ones_like(nxt[:, None], dtype=torch.bool)], 1)
         return {"sequences": torch.stack(tokens, 1), "cache": None, "text_keep": keeps, "last_forward": out}
 
+    # ------------------------------------------------------------------ transformers' generate
     @torch.no_grad()
     def generate(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        max_new_tokens: int = 32,
+        cache: GatedKVCache | None = None,
+        selection: str | None = None,
         **kwargs: Any,
-    ) -> torch.Tensor:
-        """Greedy ``generate`` with transformers' calling convention; returns prompt + new tokens.
-
-        Accepts ``selection``, ``use_cache``, ``eos_token_id``, ``pad_token_id``, ``seed``; sampling and beam
-        search are not supported.
-        """
-        allowed = {"selection", "use_cache", "eos_token_id", "pad_token_id", "seed", "text_keep_pattern"}
-        unknown = sorted(set(kwargs) - allowed - {"do_sample", "num_beams"})
-        if unknown or kwargs.pop("do_sample", False) or kwargs.pop("num_beams", 1) != 1:
+    ):
+        """transformers' ``generate`` (greedy, sampling, beam search, streamers, stopping criteria, logits
+        processors) with Dynamic-LLaVA's inference: the prompt is pruned at the prefill, then each step decodes
+        with a gated KV cache: a fresh :class:`GatedKVCache` unless ``cache`` is given (a fresh
+        :class:`StaticGatedKVCache` of at least prompt columns + ``max_new_tokens`` slots, times ``num_beams`` rows,
+        for the static variant). With ``use_cache=False`` each step re-runs the pruned context, the generated
+        tokens being output text. ``selection`` is one of dense / dynamic / random / fastv."""
+        config = kwargs.get("generation_config") or self.generation_config
+        if cache is None and kwargs.get("use_cache", config.use_cache):
+            cache = GatedKVCache(len(self.language_model.layers))
+        if cache is not None and not isinstance(cache, GatedKVCache):
             raise ValueError(
-                f"only greedy generation is supported; unsupported arguments: {unknown or 'sampling/beams'}"
+                f"Dynamic-LLaVA decodes with a GatedKVCache or StaticGatedKVCache, got {type(cache).__name__}"
             )
-        if kwargs.get("eos_token_id") is None:
-            kwargs["eos_token_id"] = self.config.text_config.eos_token_id
-        res = self.sparse_generate(input_ids, pixel_values, attention_mask, max_new_tokens, **kwargs)
-        return torch.cat([input_ids, res["sequences"]], dim=1)
+        if cache is not None and cache.get_seq_length():
+            raise ValueError("pass a fresh gated KV cache to generate: this one already holds a sequence")
+        return super().generate(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
+                                cache=cache, selection=selection, prompt_length=input_ids.shape[1], **kwargs)  # fmt: skip
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.Tensor,
+        next_sequence_length: int | None = None,
+        cache: GatedKVCache | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        selection: str | None = None,
+        prompt_length: int | None = None,
+        random_selection: RandomSelection | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """What ``generate`` passes to :meth:`forward`: the prompt with its images at the prefill, then the newest
+        token with the gated cache; without a cache the whole sequence, its columns from ``prompt_length`` on
+        being output text. The rest of ``generate``'s bookkeeping (``use_cache``, ``is_first_iteration``, ...)
+        is not an input of this forward."""
+        unknown = sorted(set(kwargs) - _GENERATE_BOOKKEEPING)
+        if unknown:
+            raise ValueError(f"Dynamic-LLaVA's generate does not take {unknown}")
+        inputs: dict[str, Any] = {"selection": selection, "random_selection": random_selection}
+        if cache is not None and cache.get_seq_length() > 0:
+            return {**inputs, "input_ids": input_ids[:, -1:], "cache": cache}
+        inputs.update(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, cache=cache,
+                      execution="prune", last_logits_only=True)  # fmt: skip
+        if cache is None and prompt_length is not None:
+            inputs["answer_mask"] = (
+                torch.arange(input_ids.shape[1], device=input_ids.device) >= prompt_length
+            )[None].expand_as(input_ids)
+        return inputs
+
+    def _valid_auto_compile_criteria(self, model_kwargs: dict[str, Any], generation_config: Any) -> bool:
+        """``generate`` never compiles the whole forward (the prefill prunes with data-dependent shapes): with a
+        static cache, :meth:`compile_decode` compiles exactly the decoding step."""
+        return False
