@@ -183,6 +183,8 @@ def answer(model: Any, processor: Any, frames: Sequence[Any], text: str, max_new
     messages = chat_messages([{"role": "user", "content": text}], len(frames))
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[prompt], images=[list(frames)] if frames else None, return_tensors="pt")
+    # transformers 4.x tokenizers also return token_type_ids, which Idefics3's generate rejects
+    inputs.pop("token_type_ids", None)
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.tokenizer.decode(
