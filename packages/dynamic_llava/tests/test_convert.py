@@ -161,3 +161,62 @@ def test_converter_rejects_wrong_inputs(tiny, tmp_path):
         map_original_key("model.something_else.weight")
     assert map_original_key("model.layers.3.self_attn.rotary_emb.inv_freq") is None
     assert map_original_key("model.mm_projector.2.bias") == "model.multi_modal_projector.linear_2.bias"
+
+
+def _dtypes(folder) -> set[torch.dtype]:
+    from safetensors.torch import load_file
+
+    return {  # (the original layout's RoPE buffer, dropped by the converter, is fp32)
+        t.dtype
+        for f in folder.glob("*.safetensors")
+        for k, t in load_file(str(f)).items()
+        if "inv_freq" not in k
+    }
+
+
+def test_convert_writes_the_source_dtype_unless_told(tiny, tmp_path, capsys):
+    from paperzoo_dynamic_llava.cli import main
+
+    model = _tiny_with_image_id_40(tiny).half()  # the released checkpoints are fp16
+    src, tower = _write_original(tmp_path, model, sparse=True)
+    assert _dtypes(src) == {torch.float16}
+    assert (
+        main(
+            [
+                "convert",
+                str(src),
+                str(tmp_path / "same"),
+                "--vision-tower",
+                str(tower),
+                "--pad-vocab-to",
+                "16",
+            ]
+        )
+        == 0
+    )
+    assert _dtypes(tmp_path / "same") == {torch.float16}
+    converted = DynamicLlavaForConditionalGeneration.from_pretrained(str(tmp_path / "same"))
+    assert converted.dtype == torch.float16
+    torch.testing.assert_close(
+        converted.lm_head.weight[:ORIGINAL_VOCAB], model.lm_head.weight[:ORIGINAL_VOCAB]
+    )
+    args = ["convert", str(src), str(tmp_path / "f32"), "--vision-tower", str(tower), "--pad-vocab-to", "16"]
+    assert main([*args, "--dtype", "float32"]) == 0
+    assert _dtypes(tmp_path / "f32") == {torch.float32}
+
+
+def test_a_sentencepiece_tokenizer_without_its_dependencies_names_the_extra(tiny, tmp_path, monkeypatch):
+    import paperzoo_dynamic_llava.convert as convert
+
+    from paperzoo_shared.errors import UserError
+
+    model = _tiny_with_image_id_40(tiny)
+    src, tower = _write_original(tmp_path, model, sparse=True)
+    (src / "tokenizer.model").write_bytes(
+        b"\x00"
+    )  # liuhaotian's checkpoints ship only the SentencePiece model
+    monkeypatch.setattr(convert, "_importable", lambda name: name != "sentencepiece")
+    with pytest.raises(
+        UserError, match=r"needs sentencepiece: pip install 'paperzoo-dynamic-llava\[convert\]'"
+    ):
+        convert_original_checkpoint(src, tmp_path / "hf", vision_tower=tower, pad_vocab_to=16)

@@ -42,3 +42,19 @@ def test_pruned_prefill_counts_fewer_flops(tiny):
     dense = count_flops(lambda: model(**batch, selection="dense", execution="prune"))
     sparse = count_flops(lambda: model(**batch, selection="dynamic", execution="prune"))
     assert sparse < dense
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"keep_rate": 1.5}, "keep_rate 1.5"),
+        ({"keep_rate": float("nan")}, "keep_rate nan"),
+        ({"keep_rate": 0.0}, "keep_rate 0.0"),
+        ({"prune_layer": 32}, "prune_layer 32: the model has 32 decoder layers"),
+        ({"prune_layer": -1}, "prune_layer -1"),
+    ],
+)
+def test_eq13_schedule_rejects_impossible_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        eq13_schedule(32, **kwargs)
+    assert eq13_schedule(32, keep_rate=1.0, prune_layer=31) == [576] * 32

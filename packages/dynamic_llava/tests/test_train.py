@@ -111,7 +111,27 @@ def test_full_configs_load():
             accum,
         )
         assert (cfg.train.learning_rate, cfg.train.predictor_lr) == (5e-6, 2e-4)
-        assert (PACKAGE / cfg.train.deepspeed).is_file()
+        assert (PACKAGE / "configs" / "full" / cfg.train.deepspeed).resolve() == (
+            PACKAGE / "configs" / "deepspeed" / "zero3.json"
+        )  # relative to the config file
+
+
+def test_deepspeed_path_is_config_relative_and_checked_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    from paperzoo_dynamic_llava.cli import main
+
+    monkeypatch.chdir(tmp_path)  # not the package folder
+    shipped = PACKAGE / "configs" / "full" / "dynamic_llava_7b.yaml"
+    # the shipped config's ZeRO-3 JSON is found and valid from here: the next check (no model path) speaks
+    assert main(["train", "--config", str(shipped)]) == 2
+    assert "model_path is empty" in capsys.readouterr().err
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "run.yaml").write_text(
+        "model_path: /nonexistent/model\ndata_path: x.json\nimage_folder: img\ntrain:\n  deepspeed: ds/z3.json\n"
+    )
+    assert main(["train", "--config", "cfg/run.yaml"]) == 2  # fails on the JSON, before touching the model
+    assert f"DeepSpeed config not found: {tmp_path / 'cfg' / 'ds' / 'z3.json'}" in capsys.readouterr().err
+    assert main(["train", "--config", "cfg/run.yaml", "--set", "train.deepspeed=here.json"]) == 2
+    assert f"DeepSpeed config not found: {tmp_path / 'here.json'}" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from paperzoo_shared.errors import UserError, add_debug_flag, run_cli
 
+DTYPES = ("float32", "float16", "bfloat16")
+
 
 def _package_configs() -> Path:
     from paperzoo_dynamic_llava.paper import PAPER
@@ -18,23 +20,27 @@ def _package_configs() -> Path:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from paperzoo_dynamic_llava.configuration import FullTrainConfig
-    from paperzoo_dynamic_llava.train import run_training
+    from paperzoo_dynamic_llava.train import resolve_deepspeed_path, run_training
     from paperzoo_shared.config import load_config
 
     config = args.config or (_package_configs() / "full" / "dynamic_llava_7b.yaml")
     cfg = load_config(FullTrainConfig, config, overrides=args.set)
+    resolve_deepspeed_path(cfg, config, args.set)
     out = run_training(cfg, tiny=args.tiny, seed=args.seed)
     print(f"saved {out}")
     return 0
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    import torch
+
     from paperzoo_dynamic_llava.configuration import SparseConfig
     from paperzoo_dynamic_llava.convert import convert_original_checkpoint
 
     sparse = SparseConfig() if args.dynamic else None
+    dtype = None if args.dtype == "source" else getattr(torch, args.dtype)
     out = convert_original_checkpoint(args.src, args.out, vision_tower=args.vision_tower, sparse=sparse,
-                                      pad_vocab_to=args.pad_vocab_to)  # fmt: skip
+                                      pad_vocab_to=args.pad_vocab_to, dtype=dtype)  # fmt: skip
     print(f"wrote {out}")
     return 0
 
@@ -53,31 +59,45 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         )
     if not args.image.is_file():
         raise UserError(f"--image {args.image}: no such file")
-    model = DynamicLlavaForConditionalGeneration.from_pretrained(args.model).eval()
+    try:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as error:
+        raise UserError(f"--device {args.device}: {error}") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
+    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)  # auto: the checkpoint's dtype
+    model = DynamicLlavaForConditionalGeneration.from_pretrained(args.model, dtype=dtype).to(device).eval()
     tok = AutoTokenizer.from_pretrained(args.model)
     prompt = vicuna_v1_prompt(args.prompt)
     before, _, after = prompt.partition("<image>")
     ids = [tok.bos_token_id, *tok(before, add_special_tokens=False)["input_ids"]]
     ids += [model.image_token_id] * model.num_image_tokens + tok(after, add_special_tokens=False)["input_ids"]
     image = expand_to_square(read_image(args.image, channel_order="rgb"))
-    pixels = resize_and_normalize(image, model.config.vision_config.image_size)[None]
+    pixels = resize_and_normalize(image, model.config.vision_config.image_size)[None].to(device, model.dtype)
     with torch.no_grad():
-        out = model.sparse_generate(torch.tensor([ids]), pixels, max_new_tokens=args.max_new_tokens,
+        out = model.sparse_generate(torch.tensor([ids], device=device), pixels, max_new_tokens=args.max_new_tokens,
                                     selection=args.selection, eos_token_id=tok.eos_token_id,
                                     use_cache=not args.no_cache)  # fmt: skip
-    print(tok.decode(out["sequences"][0], skip_special_tokens=True))
+    print(tok.decode(out["sequences"][0].cpu(), skip_special_tokens=True))
+    where = f"{str(model.dtype).replace('torch.', '')} on {device}"
     if out["cache"] is not None:
-        print(f"KV cache: {out['cache'].nbytes() / 2**20:.1f} MiB", file=sys.stderr)
+        print(f"KV cache: {out['cache'].nbytes() / 2**20:.1f} MiB ({where})", file=sys.stderr)
+    else:
+        print(f"decoded without KV cache ({where})", file=sys.stderr)
     return 0
 
 
 def _cmd_flops(args: argparse.Namespace) -> int:
-    from paperzoo_dynamic_llava.measure import paper_tflops
+    from paperzoo_dynamic_llava.measure import LLAVA15_SHAPES, paper_tflops
 
-    if not 0.0 < args.keep_rate <= 1.0:
+    if not 0.0 < args.keep_rate <= 1.0:  # nan and inf fail this comparison too
         raise UserError(f"--keep-rate {args.keep_rate}: the share of image tokens kept must lie in (0, 1]")
-    if args.sparse_layer < 0:
-        raise UserError(f"--sparse-layer {args.sparse_layer}: must be a layer index >= 0")
+    layers = min(n for n, _ in LLAVA15_SHAPES.values())
+    if not 0 <= args.sparse_layer < layers:
+        raise UserError(
+            f"--sparse-layer {args.sparse_layer}: must be a decoder layer index in 0 .. {layers - 1} "
+            f"(LLaVA-1.5-7B has {LLAVA15_SHAPES['7b'][0]} layers, 13B {LLAVA15_SHAPES['13b'][0]})"
+        )
     rows = {
         f"llava15_{size}": {
             "dense": round(paper_tflops(size), 2),
@@ -131,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="add new predictors (SparseConfig defaults) to a dense checkpoint",
     )
     p.add_argument("--pad-vocab-to", type=int, default=64)
+    p.add_argument(
+        "--dtype",
+        default="source",
+        choices=["source", *DTYPES],
+        help="dtype of the written weights (default: the source checkpoint's, fp16 for the released models)",
+    )
     p.set_defaults(func=_cmd_convert)
 
     p = sub.add_parser(
@@ -143,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument(
         "--no-cache", action="store_true", help="decode by re-running the pruned context (no KV cache)"
+    )
+    p.add_argument(
+        "--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cuda when available, else cpu)"
+    )
+    p.add_argument(
+        "--dtype", default="auto", choices=["auto", *DTYPES], help="weights dtype (default: the checkpoint's)"
     )
     p.set_defaults(func=_cmd_generate)
 

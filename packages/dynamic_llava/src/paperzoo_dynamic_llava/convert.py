@@ -13,6 +13,7 @@ Weights are read with safetensors or ``torch.load(weights_only=True)``; nothing 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import torch
 
 from paperzoo_dynamic_llava.configuration import SparseConfig
+from paperzoo_shared.errors import UserError
 
 KEY_RULES: tuple[tuple[str, str], ...] = (
     (r"^model\.mm_projector\.0\.", "model.multi_modal_projector.linear_1."),
@@ -82,7 +84,8 @@ def convert_original_checkpoint(
     ``vision_tower`` is a local CLIP vision directory (``CLIPVisionModel`` layout, e.g. a download of
     openai/clip-vit-large-patch14-336), needed unless the checkpoint carries the tower's weights. The sparse
     settings come from the checkpoint's ``sparse_config`` (official Dynamic-LLaVA), else from ``sparse``; with
-    neither, a dense LLaVA checkpoint is written.
+    neither, a dense LLaVA checkpoint is written. ``dtype`` defaults to the source's (the dtype of its LM head:
+    fp16 for the released 7B/13B, so the output is as large as the input, not twice); the model is built in it.
     """
     from transformers import (
         CLIPVisionConfig,
@@ -109,6 +112,11 @@ def convert_original_checkpoint(
             f"{config_path}: mm_projector_type {raw['mm_projector_type']!r} is not supported (mlp2x_gelu only)"
         )
     state = load_state_dict_files(src)
+    if "lm_head.weight" not in state:
+        raise ValueError(
+            f"{src}: no lm_head.weight in the weight files: not a LlavaLlamaForCausalLM checkpoint"
+        )
+    dtype = dtype or state["lm_head.weight"].dtype
     mapped: dict[str, torch.Tensor] = {}
     for key, tensor in state.items():
         new = map_original_key(key)
@@ -156,15 +164,18 @@ def convert_original_checkpoint(
     if official_sparse is not None:
         sparse = SparseConfig.from_dict(dict(official_sparse), source=f"{config_path}: sparse_config")
     has_predictors = any("score_predictor" in k for k in mapped)
-    if sparse is not None:
-        config.sparse_config = sparse.to_dict()
-        model = DynamicLlavaForConditionalGeneration(config)
-    else:
-        if has_predictors:
-            raise ValueError(
-                f"{src} has predictor weights but no sparse_config: pass sparse=SparseConfig(...)"
-            )
-        model = LlavaForConditionalGeneration(config)
+    if sparse is None and has_predictors:
+        raise ValueError(f"{src} has predictor weights but no sparse_config: pass sparse=SparseConfig(...)")
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in the output dtype: no fp32 copy of a 7B model in memory
+    try:
+        if sparse is not None:
+            config.sparse_config = sparse.to_dict()
+            model = DynamicLlavaForConditionalGeneration(config)
+        else:
+            model = LlavaForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(previous)
     expected = set(model.state_dict())
     missing = sorted(expected - set(mapped))
     if missing and not all("score_predictor" in k for k in missing):
@@ -173,8 +184,7 @@ def convert_original_checkpoint(
     if unexpected:
         raise ValueError(f"converted checkpoint has unexpected key {unexpected[0]}")
     model.load_state_dict(mapped, strict=False)  # missing: only new predictors (initialised N(0, 0.02))
-    if dtype is not None:
-        model = model.to(dtype)
+    model = model.to(dtype)  # (buffers too)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
     _convert_tokenizer(src, out)
@@ -182,13 +192,29 @@ def convert_original_checkpoint(
 
 
 def _convert_tokenizer(src: Path, out: Path) -> None:
-    """Adds ``<image>`` to the checkpoint's tokenizer when one is present (as llava-hf does)."""
+    """Adds ``<image>`` to the checkpoint's tokenizer when one is present (as llava-hf does). A SentencePiece
+    ``tokenizer.model`` without ``tokenizer.json`` (the liuhaotian checkpoints) needs the ``convert`` extra."""
     if not any(
         (src / name).is_file() for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json")
     ):
         return
+    if (src / "tokenizer.model").is_file() and not (src / "tokenizer.json").is_file():
+        missing = [m for m in ("sentencepiece", "google.protobuf") if not _importable(m)]
+        if missing:
+            raise UserError(
+                f"{src / 'tokenizer.model'} is a SentencePiece tokenizer; reading it needs "
+                f"{' and '.join(m.replace('google.', '') for m in missing)}: "
+                "pip install 'paperzoo-dynamic-llava[convert]'"
+            )
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(src))
     tokenizer.add_tokens(["<image>"], special_tokens=True)
     tokenizer.save_pretrained(str(out))
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is absent
+        return False

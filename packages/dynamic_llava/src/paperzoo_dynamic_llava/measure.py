@@ -36,6 +36,12 @@ def eq13_schedule(
 ) -> list[int]:
     """Image tokens per layer: all of them before ``prune_layer``, then int(N * keep_rate) (Dynamic-LLaVA:
     prune_layer 2, keep 0.2 -> 115; FastV k=3, r=0.75 -> prune_layer 3, keep 0.25 -> 144)."""
+    if not 0.0 < keep_rate <= 1.0:  # also rejects nan and inf
+        raise ValueError(f"keep_rate {keep_rate}: the share of image tokens kept must lie in (0, 1]")
+    if not 0 <= prune_layer < n_layers:
+        raise ValueError(
+            f"prune_layer {prune_layer}: the model has {n_layers} decoder layers (0 .. {n_layers - 1})"
+        )
     kept = max(int(n_image_tokens * keep_rate), 1) if keep_rate < 1.0 else n_image_tokens
     return [n_image_tokens] * prune_layer + [kept] * (n_layers - prune_layer)
 

@@ -28,8 +28,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import LlavaConfig, LlavaForConditionalGeneration
+from transformers import AutoConfig, AutoModelForImageTextToText, LlavaConfig, LlavaForConditionalGeneration
 from transformers.cache_utils import Cache, CacheLayerMixin
 from transformers.models.llava.modeling_llava import LlavaModel, LlavaPreTrainedModel
 from transformers.utils import ModelOutput
@@ -554,13 +555,35 @@ class RandomSelection:
         return RandomSelection(self.image_scores[index], self.text_uniform[index])
 
 
+@strict
+class DynamicLlavaConfig(LlavaConfig):
+    """A ``LlavaConfig`` with ``model_type = "dynamic_llava"`` and the ``sparse_config`` mapping (the
+    :class:`SparseConfig` fields; the official repository stores the same mapping under the same name).
+
+    Its own model type is what makes a saved Dynamic-LLaVA checkpoint load through the Auto classes as the sparse
+    model (registered when this module is imported) and fail clearly without this package, instead of loading as
+    a dense LLaVA that ignores the predictors.
+    """
+
+    model_type = "dynamic_llava"
+    sparse_config: dict | None = None
+
+    @classmethod
+    def from_llava(cls, config: LlavaConfig | dict[str, Any]) -> DynamicLlavaConfig:
+        """The same settings (and ``sparse_config`` if present) from a ``LlavaConfig`` or its dict."""
+        data = dict(config if isinstance(config, dict) else config.to_dict())
+        data.pop("model_type", None)
+        return cls.from_dict(data)
+
+
 class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
     """LLaVA with Dynamic-LLaVA's vision and output-text context sparsification.
 
-    ``config`` is a ``LlavaConfig`` whose extra attribute ``sparse_config`` holds :class:`SparseConfig`
-    fields (the official repository stores the same mapping under the same name).
+    ``config`` is a :class:`DynamicLlavaConfig`, or a ``LlavaConfig`` with a ``sparse_config`` attribute (it is
+    converted, so that the checkpoint saved from this model has the ``dynamic_llava`` model type).
     """
 
+    config_class = DynamicLlavaConfig
     accepts_loss_kwargs = False  # the loss is a per-batch token mean (as in the official code)
 
     def __init__(self, config: LlavaConfig):
@@ -572,6 +595,8 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
                 "(path, SparseConfig(...)), or set config.sparse_config = SparseConfig().to_dict()"
             )
         sparse = SparseConfig.from_dict(raw, source="config.sparse_config")
+        if not isinstance(config, DynamicLlavaConfig):
+            config = DynamicLlavaConfig.from_llava(config)
         n_layers = config.text_config.num_hidden_layers
         if sparse.sparse_layer >= n_layers:
             raise ValueError(f"sparse_layer {sparse.sparse_layer} must be < the decoder's {n_layers} layers")
@@ -597,7 +622,7 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         dense = path_or_model
         if not isinstance(dense, LlavaForConditionalGeneration):
             dense = LlavaForConditionalGeneration.from_pretrained(path_or_model, **kwargs)
-        config = LlavaConfig.from_dict(dense.config.to_dict())
+        config = DynamicLlavaConfig.from_llava(dense.config)
         config.sparse_config = sparse.to_dict()
         with torch.device("meta"):
             model = cls(config)
@@ -1181,3 +1206,7 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         """``generate`` never compiles the whole forward (the prefill prunes with data-dependent shapes): with a
         static cache, :meth:`compile_decode` compiles exactly the decoding step."""
         return False
+
+
+AutoConfig.register(DynamicLlavaConfig.model_type, DynamicLlavaConfig, exist_ok=True)
+AutoModelForImageTextToText.register(DynamicLlavaConfig, DynamicLlavaForConditionalGeneration, exist_ok=True)

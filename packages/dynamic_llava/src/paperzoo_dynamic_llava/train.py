@@ -144,6 +144,16 @@ def validate_deepspeed_config(path: str | Path) -> dict[str, Any]:
     return cfg
 
 
+def resolve_deepspeed_path(cfg: Any, config_path: str | Path, overrides: list[str]) -> None:
+    """Makes ``cfg.train.deepspeed`` absolute: a relative path written in the config file is relative to that
+    file's folder (so the shipped configs work from any directory and from the wheel), one given as a
+    ``train.deepspeed=...`` override is relative to the working directory."""
+    path = cfg.train.deepspeed
+    if path and not Path(path).is_absolute():
+        given = any(item.split("=", 1)[0].strip() == "train.deepspeed" for item in overrides)
+        cfg.train.deepspeed = str((Path.cwd() if given else Path(config_path).resolve().parent) / path)
+
+
 def run_training(cfg: Any, *, tiny: bool = False, seed: int = 0) -> Path:
     """Dynamic-LLaVA training from a dense LLaVA (``FullTrainConfig``); ``tiny`` swaps in a random tiny LLaVA
     and synthetic shape questions (the 2-process CPU smoke test). Returns the saved checkpoint directory."""
@@ -151,12 +161,12 @@ def run_training(cfg: Any, *, tiny: bool = False, seed: int = 0) -> Path:
 
     recipe = cfg.train
     out = Path(cfg.output_dir)
+    if recipe.deepspeed:  # before the model loads (minutes at 7B)
+        validate_deepspeed_config(recipe.deepspeed)
     if tiny:
         model, dataset, collator, pad_id = _tiny_setup(cfg, seed)
     else:
         model, dataset, collator, pad_id = _real_setup(cfg)
-    if recipe.deepspeed:
-        validate_deepspeed_config(recipe.deepspeed)
     freeze_for_dynamic_training(model, freeze_vision_tower=recipe.freeze_vision_tower,
                                 freeze_projector=recipe.freeze_projector)  # fmt: skip
     args = training_arguments(
