@@ -122,3 +122,121 @@ def test_an_image_path_that_leaves_the_image_folder_is_refused(tmp_path, tokeniz
         LlavaConversationDataset(path, folder, tokenizer, n_image_tokens=16, image_size=32, image_token_id=4)
     message = str(caught.value)
     assert str(path) in message and "record 1" in message and "'evil'" in message and repr(image) in message
+
+
+# ---------------------------------------------------------------- LLaVA-1.5's own preprocessing, on byte-level BPE
+
+
+def _byte_level_bpe():
+    """A byte-level BPE tokenizer (GPT-2 style pre-tokenizer) trained here, with Llama's special tokens and a
+    post-processor that prepends <s> like Llama's tokenizer does."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [
+        "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+        "detailed, and polite answers to the human's questions. USER: ASSISTANT: USER: ASSISTANT:",
+        "What is the colour of the circle? The circle is red. How many circles are there? There are two circles.",
+        "USER:What ASSISTANT:The\nWhat\n  two. red.USER USERS ASSIST",
+    ]
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())  # fmt: skip
+    tok.train_from_iterator(corpus * 3, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>")  # fmt: skip
+
+
+IMAGE_TOKEN = -200  # LLaVA's IMAGE_TOKEN_INDEX, expanded to the image tokens below
+
+
+def _llava_preprocess_v1(conversations, tokenizer, n_image_tokens, image_id):
+    """LLaVA-1.5's ``preprocess_multimodal`` + ``preprocess_v1`` (llava/train/train.py, conv_vicuna_v1), written
+    out from the official code: get_prompt, tokenizer_image_token, the round-by-round target masking."""
+    system = (
+        "A chat between a curious human and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the human's questions."
+    )
+    sep, sep2 = " ", "</s>"
+    for sentence in conversations:  # preprocess_multimodal
+        if "<image>" in sentence["value"]:
+            sentence["value"] = ("<image>\n" + sentence["value"].replace("<image>", "").strip()).strip()
+    roles = {"human": "USER", "gpt": "ASSISTANT"}
+    prompt = system + sep
+    for i, sentence in enumerate(conversations):  # Conversation.get_prompt, SeparatorStyle.TWO
+        message = sentence["value"]
+        prompt += (
+            roles[sentence["from"]] + ": " + message + (sep, sep2)[i % 2]
+            if message
+            else roles[sentence["from"]] + ":"
+        )
+
+    def tokenizer_image_token(text):
+        chunks = [tokenizer(chunk).input_ids for chunk in text.split("<image>")]
+        out, offset = [], 0
+        if chunks and chunks[0] and chunks[0][0] == tokenizer.bos_token_id:
+            offset = 1
+            out.append(chunks[0][0])
+        separated = [e for sub in zip(chunks, [[IMAGE_TOKEN] * (offset + 1)] * len(chunks)) for e in sub][:-1]
+        for x in separated:
+            out.extend(x[offset:])
+        return out
+
+    input_ids = tokenizer_image_token(prompt)
+    target = list(input_ids)
+    round_sep = sep + "ASSISTANT" + ": "
+    cur_len = 1
+    target[:cur_len] = [-100] * cur_len
+    for rou in prompt.split(sep2):
+        if rou == "":
+            break
+        parts = rou.split(round_sep)
+        if len(parts) != 2:
+            break
+        parts[0] += round_sep
+        round_len = len(tokenizer_image_token(rou))
+        instruction_len = len(tokenizer_image_token(parts[0])) - 2
+        target[cur_len : cur_len + instruction_len] = [-100] * instruction_len
+        cur_len += round_len
+    target[cur_len:] = [-100] * (len(target) - cur_len)
+    assert cur_len == len(input_ids), "LLaVA's tokenization-mismatch check (it would mask the whole sample)"
+    ids, labels = [], []
+    for token, label in zip(input_ids, target):  # the placeholder as the model sees it: n image tokens
+        n = n_image_tokens if token == IMAGE_TOKEN else 1
+        ids += [image_id if token == IMAGE_TOKEN else token] * n
+        labels += [-100 if token == IMAGE_TOKEN else label] * n
+    return ids, labels
+
+
+@pytest.mark.parametrize(
+    "turns",
+    [
+        [("human", "<image>\nWhat is the colour of the circle?"), ("gpt", "The circle is red.")],
+        [  # several rounds: after </s> the next USER has no space, which per-turn encoding would add
+            ("human", "What is the colour of the circle?\n<image>"), ("gpt", "The circle is red."),
+            ("human", "How many circles are there?"), ("gpt", "There are two circles."),
+            ("human", "What  is\nthe colour?"), ("gpt", "red."),
+        ],
+    ],
+)  # fmt: skip
+def test_conversation_tokenization_equals_llava15_preprocess_v1(turns, tmp_path):
+    import copy
+
+    tok = _byte_level_bpe()
+    conversations = [{"from": f, "value": v} for f, v in turns]
+    expected_ids, expected_labels = _llava_preprocess_v1(copy.deepcopy(conversations), tok, 5, 7)
+    (tmp_path / "a.json").write_text(
+        json.dumps([{"id": "x", "image": "a.png", "conversations": conversations}])
+    )
+    ds = LlavaConversationDataset(tmp_path / "a.json", tmp_path, tok, n_image_tokens=5, image_size=32,
+                                  image_token_id=7)  # fmt: skip
+    ids, labels = ds.tokenize(conversations)
+    assert ids == expected_ids
+    assert labels == expected_labels
+    supervised = tok.decode([t for t in labels if t != -100])
+    assert supervised == "".join(f" {v}</s>" for f, v in turns if f == "gpt")

@@ -32,6 +32,41 @@ def vicuna_v1_prompt(question: str, image_token: str = "<image>") -> str:
     return f"{VICUNA_SYSTEM} USER: {image_token}\n{question} ASSISTANT:"
 
 
+def vicuna_v1_conversation(
+    turns: list[dict[str, str]], eos: str = "</s>"
+) -> tuple[str, list[tuple[int, int]]]:
+    """LLaVA-1.5's training prompt of a conversation (``conv_vicuna_v1.get_prompt()`` after
+    ``preprocess_multimodal``) and the character spans its labels supervise.
+
+    ``system + " "``, then per turn ``"USER: " + message + " "`` or ``"ASSISTANT: " + message + eos`` (an empty
+    message: the role and ``":"`` only). The ``<image>`` of the first human turn moves to its front as
+    ``"<image>\n"`` (the rest stripped); an image sample whose first turn has none gets one there. Each span runs
+    from just after ``"ASSISTANT:"`` to the end of the ``eos`` that closes the message. Turns must alternate,
+    from ``human``, as the official code asserts.
+    """
+    text = VICUNA_SYSTEM + " "
+    spans = []
+    for j, turn in enumerate(turns):
+        role = ("human", "gpt")[j % 2]
+        if turn.get("from") != role:
+            raise ValueError(f"turn {j} is from {turn.get('from')!r}; turns alternate human, gpt, human, ...")
+        value = turn["value"]
+        if "<image>" in value and j:
+            raise ValueError(f"turn {j} holds <image>: one image per sample, in the first human turn")
+        if j == 0:
+            value = "<image>\n" + value.replace("<image>", "").strip()
+        name = "USER" if role == "human" else "ASSISTANT"
+        if not value:
+            text += f"{name}:"
+            continue
+        text += f"{name}:"
+        start = len(text)
+        text += f" {value}" + (" " if role == "human" else eos)
+        if role == "gpt":
+            spans.append((start, len(text)))
+    return text, spans
+
+
 def expand_to_square(image: np.ndarray, fill: tuple[int, int, int] | None = None) -> np.ndarray:
     """LLaVA-1.5's ``image_aspect_ratio=pad``: pad an ``(H, W, 3)`` uint8 image to a square, centred, with
     the CLIP mean colour."""
@@ -232,29 +267,33 @@ class LlavaConversationDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def _encode(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False)["input_ids"]
-
     def tokenize(self, turns: list[dict[str, str]]) -> tuple[list[int], list[int]]:
-        """Token ids and labels of a conversation (image placeholder expanded)."""
-        ids = [self.tok.bos_token_id, *self._encode(VICUNA_SYSTEM)]
-        labels = [IGNORE_INDEX] * len(ids)
-        for j, turn in enumerate(turns):
-            value = turn["value"]
-            if turn["from"] == "human":
-                if j == 0 and "<image>" not in value:
-                    value = "<image>\n" + value
-                before, _, after = value.partition("<image>") if j == 0 else (value, "", "")
-                part = self._encode(" USER: " + before.strip())
-                if j == 0:
-                    part += [self.image_token_id] * self.n_image_tokens + self._encode(after)
-                part += self._encode(" ASSISTANT:")
-                ids += part
-                labels += [IGNORE_INDEX] * len(part)
-            else:
-                part = [*self._encode(" " + value.strip()), self.tok.eos_token_id]
-                ids += part
-                labels += part
+        """Token ids and labels of a conversation, as LLaVA-1.5's ``preprocess_v1`` makes them: the whole
+        :func:`vicuna_v1_conversation` prompt is tokenised at once in two chunks split at ``<image>`` (its
+        ``tokenizer_image_token``: each chunk with the tokenizer's special tokens, the BOS of the second dropped),
+        the placeholder becomes ``n_image_tokens`` image ids, and the labels are the ids of the tokens that start
+        inside an assistant message or its closing EOS (character offsets: a fast tokenizer is needed)."""
+        if not getattr(self.tok, "is_fast", False):
+            raise ValueError(
+                "LlavaConversationDataset needs a fast tokenizer (character offsets for the labels)"
+            )
+        prompt, answers = vicuna_v1_conversation(turns, eos=self.tok.eos_token)
+        ids: list[int] = []
+        labels: list[int] = []
+        offset = 0
+        for k, chunk in enumerate(prompt.split("<image>")):
+            enc = self.tok(chunk, return_offsets_mapping=True)
+            pairs = list(zip(enc["input_ids"], enc["offset_mapping"]))
+            if k:
+                if pairs and pairs[0][0] == self.tok.bos_token_id:
+                    pairs = pairs[1:]
+                ids += [self.image_token_id] * self.n_image_tokens
+                labels += [IGNORE_INDEX] * self.n_image_tokens
+            for token, (start, end) in pairs:
+                ids.append(token)
+                inside = end > start and any(a <= offset + start < b for a, b in answers)
+                labels.append(token if inside else IGNORE_INDEX)
+            offset += len(chunk) + len("<image>")
         return ids, labels
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
