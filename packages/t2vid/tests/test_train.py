@@ -122,10 +122,14 @@ def test_collator_pads_ids_and_frames(tmp_path: Path) -> None:
     processor = build_processor(WORDS)
     a = encode_example(processor, _record(tmp_path / "a", n=1), tmp_path / "a")
     b = encode_example(processor, _record(tmp_path / "b", n=3), tmp_path / "b")
-    batch = Collator(processor.tokenizer.pad_token_id)([a, b])
-    assert batch["input_ids"].shape == (2, len(b["input_ids"]))
-    assert batch["attention_mask"][0].sum() == len(a["input_ids"])
-    assert (batch["labels"][0, len(a["input_ids"]) :] == -100).all()
+    batch = Collator(processor.tokenizer)([a, b])
+    n, pad = len(a["input_ids"]), processor.tokenizer.pad_token_id
+    assert batch["input_ids"].shape == batch["labels"].shape == (2, len(b["input_ids"]))
+    # right padding: a's ids and labels first, then the pad id / -100; the mask marks a's n tokens
+    assert batch["input_ids"][0].tolist() == a["input_ids"] + [pad] * (len(b["input_ids"]) - n)
+    assert batch["labels"][0].tolist() == a["labels"] + [-100] * (len(b["input_ids"]) - n)
+    assert batch["attention_mask"][0].tolist() == [1] * n + [0] * (len(b["input_ids"]) - n)
+    assert batch["input_ids"][1].tolist() == b["input_ids"] and batch["attention_mask"][1].all()
     assert batch["pixel_values"].shape == (2, 3, 3, 64, 64)
     assert float(batch["pixel_values"][0, 1:].abs().sum()) == 0.0  # padding frames are all zero
     assert batch["pixel_attention_mask"][0, 1:].sum() == 0

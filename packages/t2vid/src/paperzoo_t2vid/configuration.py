@@ -222,4 +222,4 @@ class T2VidConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     """The fine-tuning recipe (``paperzoo-t2vid train``; the paper's settings in ``configs/full.yaml``)."""
     train_mini: MiniTrainConfig = field(default_factory=MiniTrainConfig)
-    """The tiny-video-LLM rows of table ``training`` (``configs/mini-long.yaml``)."""
+    """The tiny-video-LLM rows of table ``training`` (``configs/mini.yaml``)."""

@@ -226,24 +226,23 @@ def encode_example(
 
 @dataclass
 class Collator:
-    """Right-pads ids and labels; pads each sample's frames to the batch's largest frame count with all-zero
-    images (Idefics3 drops all-zero images before the vision encoder) and a zero pixel mask."""
+    """Text through ``transformers.DataCollatorForSeq2Seq``: ids padded with the tokenizer's pad token, an
+    attention mask of ones over each sample's tokens, labels padded with -100, on the tokenizer's padding
+    side (right for training: the tiny tokenizer's default, set by :func:`load_model` for Idefics3). Frames
+    by hand (``DataCollatorForSeq2Seq`` cannot pad a frame axis): each sample's frames padded to the
+    batch's largest frame count with all-zero images (Idefics3 drops all-zero images before the vision
+    encoder) and a zero pixel mask."""
 
-    pad_token_id: int
+    tokenizer: Any
 
     def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         import torch
+        from transformers import DataCollatorForSeq2Seq
 
-        length = max(len(e["input_ids"]) for e in examples)
-        ids = torch.full((len(examples), length), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(examples), length), -100, dtype=torch.long)
-        mask = torch.zeros((len(examples), length), dtype=torch.long)
-        for i, e in enumerate(examples):
-            n = len(e["input_ids"])
-            ids[i, :n] = torch.tensor(e["input_ids"])
-            labels[i, :n] = torch.tensor(e["labels"])
-            mask[i, :n] = 1
-        batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        text = DataCollatorForSeq2Seq(self.tokenizer, padding="longest", label_pad_token_id=-100)
+        batch: dict[str, Any] = dict(
+            text([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples])
+        )
         if all("pixel_values" in e for e in examples):
             frames = max(e["pixel_values"].shape[0] for e in examples)
             shape = examples[0]["pixel_values"].shape[1:]
@@ -294,6 +293,7 @@ def load_model(cfg: TrainConfig, words: Sequence[str] = ()) -> tuple[Any, Any]:
         processor = AutoProcessor.from_pretrained(
             cfg.model_path, do_image_splitting=False, local_files_only=True
         )
+        processor.tokenizer.padding_side = "right"  # the Collator pads on this side for training
         model = Idefics3ForConditionalGeneration.from_pretrained(
             cfg.model_path, dtype=dtype, local_files_only=True
         )
@@ -419,7 +419,7 @@ def train(
         model=model,
         args=training_arguments(cfg, len(encoded)),
         train_dataset=encoded,
-        data_collator=Collator(processor.tokenizer.pad_token_id),
+        data_collator=Collator(processor.tokenizer),
     )
     trainer.remove_callback(PrinterCallback)
     trainer.train()
