@@ -14,7 +14,7 @@ loaded with :func:`paperzoo_shared.config.load_config`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from transformers import InternVLVisionConfig, MixtralConfig, PreTrainedConfig
 
@@ -329,11 +329,54 @@ class PathsConfig:
 
 
 @dataclass
+class ComparisonSpec:
+    """One pre-registered comparison of the mini (``configs/mini.yaml``): ``a - b`` over seeds with a 95 % Student-t
+    interval, paired when ``b`` names a metric, one-sample against ``reference`` (a fixed rule's value) otherwise."""
+
+    id: str
+    a: str
+    b: str = ""
+    reference: float | None = None
+    expect: Literal["greater", "less"] = "greater"
+    """the direction registered before the run: ``greater`` (a - b > 0) or ``less``"""
+    label: str = ""
+
+
+@dataclass
+class SpeechConfig:
+    """The espeak-ng miniature (issue 21): spoken and text questions about synthetic two-shape images, noise and
+    background-talk clips that should get ``<2>``. Every clip's voice, rate, pitch, text and gain come from the seed."""
+
+    colours: list[str] = field(default_factory=lambda: ["red", "green", "blue", "yellow"])
+    """the objects' palette (paperzoo_shared's colour names; at least 4)"""
+    train_per_kind: int = 300
+    """training items of each kind (text question, spoken question, noise, background talk)"""
+    eval_per_kind: int = 150
+    voices: list[str] = field(default_factory=lambda: ["en-us", "en-gb"])
+    rates: list[int] = field(default_factory=lambda: [140, 170])
+    """espeak-ng ``-s`` words per minute"""
+    pitches: list[int] = field(default_factory=lambda: [40, 60])
+    """espeak-ng ``-p`` (0-99)"""
+    speech_peak: tuple[float, float] = (0.3, 0.9)
+    """peak amplitude range of a spoken question"""
+    talk_peak: tuple[float, float] = (0.15, 0.6)
+    """peak amplitude range of a background-talk clip"""
+    talk_sentences: list[str] = field(default_factory=lambda: ["the train leaves at noon"])
+    noise_rms: tuple[float, float] = (0.02, 0.2)
+    noise_seconds: tuple[float, float] = (1.0, 2.5)
+    train_encoders: bool = True
+    """the paper starts from a pretrained InternViT and audio encoder and freezes both; random encoders of a mini
+    learn nothing frozen, so the mini trains them with the LLM (a stated divergence)"""
+    comparisons: list[ComparisonSpec] = field(default_factory=list)
+
+
+@dataclass
 class ExperimentConfig:
     model: ModelSize = field(default_factory=ModelSize)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
     max_new_tokens: int = 4
     template: str = "mixtral_two"
 
