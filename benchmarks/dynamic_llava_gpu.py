@@ -1,20 +1,27 @@
 """Dynamic-LLaVA efficiency at the real LLaVA-1.5 size with random fp16 weights (shape-only claims).
 
-Measures, side by side on one card and in one run (never asserting speed):
+Measures, side by side on one card and in one run (never asserting speed), on **left-padded** batches (text
+lengths differ per sample):
 
 * prefill latency, dense vs Dynamic-LLaVA (576 -> 115 image tokens after layer 2), batch 1 and 8, CUDA events
-  around the whole prefill (vision tower, projector, predictors, decoder, LM head of the last token);
-* transformers' own ``LlavaForConditionalGeneration`` prefill and ``generate`` on the same weights, and its
-  LLM-only prefill at 616 vs 155 tokens, as references;
-* decoding 1K tokens with the KV cache at batch 8: peak memory above the weights (peak counter reset before
-  the region) and per-step latency, with the output-text keep rate forced to 50 % (keep, drop, keep, ...;
-  random predictors would give an arbitrary rate); per-step decode latency at batch 1;
-* FLOPs: paper Eq. 13 and the counted FLOPs (``torch.utils.flop_counter``) of one prefill.
+  around the whole prefill (vision tower, projector, predictors, decoder, LM head of the last token), after warm-up;
+* transformers' own ``LlavaForConditionalGeneration`` prefill on the same weights, and its LLM-only prefill at
+  616 vs 155 tokens, as references;
+* decoding at batch 8 with the package's gated KV cache (dynamic and static variants; ``--compile``: the static
+  step under ``torch.compile``, CUDA graphs on a GPU), decoding **without** KV cache (re-running the pruned
+  context), and transformers' dense ``generate`` with its dynamic and static caches as a second baseline. Every
+  decoder is warmed up, then timed for ``k`` and for 1 new token: per-step latency = (t_k - t_1) / (k - 1), so
+  the prefill cancels. Peak memory above the weights (peak counter reset before the region) and KV bytes.
+  The output-text keep decisions are forced per sample at random (probability 1/2, seeded): uneven caches, as
+  random predictors would give an arbitrary rate; per-step decode latency at batch 1 too;
+* FLOPs: paper Eq. 13 and the counted FLOPs (``torch.utils.flop_counter``) of one prefill;
+* the decode memory-bandwidth floor: (decoder weights + mean kept KV) / the card's bandwidth.
 
-Targets reported as ratios: prefill at batch 8 <= 0.5x dense; KV-cache memory above weights <= 0.6x dense.
+Targets reported as ratios: prefill at batch 8 <= 0.5x dense; KV-cache memory above weights <= 0.6x dense; decode
+per step at batch 8 with the gated static cache compiled (CUDA graphs) <= 3x the bandwidth floor.
 
-    python benchmarks/dynamic_llava_gpu.py --size 7b --out dynamic_llava_gpu.json      # about 5 min on an H100
-    python benchmarks/dynamic_llava_gpu.py --size tiny                                  # CPU check of the script
+    python benchmarks/dynamic_llava_gpu.py --size 7b --compile --out dynamic_llava_gpu.json   # an H100 or H200
+    python benchmarks/dynamic_llava_gpu.py --size tiny                                        # CPU check
 
 Without CUDA the script runs the tiny config on CPU (wall-clock timings, no peak memory) and says so.
 """
@@ -81,17 +88,38 @@ def guarded(section: dict[str, Any], key: str, fn) -> None:
 def make_batch(
     model: Any, batch: int, device: torch.device, dtype: torch.dtype, seed: int = 0
 ) -> dict[str, torch.Tensor]:
+    """``<bos> text <image>*P text`` prompts, left-padded: sample 0 has all TEXT_TOKENS text tokens, the others
+    up to a quarter fewer (seeded), so every batch > 1 has padding."""
     g = torch.Generator().manual_seed(seed)
     p = model.num_image_tokens
-    text = torch.randint(5, model.config.text_config.vocab_size, (batch, TEXT_TOKENS), generator=g)
-    text[text == model.image_token_id] = 5
-    ids = torch.cat(
-        [text[:, :1].fill_(1), text[:, 1:35], torch.full((batch, p), model.image_token_id), text[:, 35:]], 1
-    )
+    vocab = model.config.text_config.vocab_size
+    short = [0] + torch.randint(1, TEXT_TOKENS // 4 + 1, (batch - 1,), generator=g).tolist()
+    n = TEXT_TOKENS + p
+    ids = torch.zeros(batch, n, dtype=torch.long)
+    mask = torch.zeros(batch, n, dtype=torch.long)
+    for i, cut in enumerate(short):
+        text = torch.randint(5, vocab, (TEXT_TOKENS - cut,), generator=g)
+        text[text == model.image_token_id] = 5
+        seq = torch.cat(
+            [text[:1].fill_(1), text[1 : 35 - cut], torch.full((p,), model.image_token_id), text[35 - cut :]]
+        )
+        ids[i, n - len(seq) :], mask[i, n - len(seq) :] = seq, 1
     size = model.config.vision_config.image_size
     pixels = torch.randn(batch, 3, size, size, generator=g)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device),
-            "pixel_values": pixels.to(device, dtype)}  # fmt: skip
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": mask.to(device),
+        "pixel_values": pixels.to(device, dtype),
+    }
+
+
+# Peak memory bandwidth (GB/s) from NVIDIA's data sheets, matched in order against the device name.
+CARD_BANDWIDTH_GBS = (("H200", 4800.0), ("H100 NVL", 3900.0), ("H100 PCIe", 2000.0), ("H100", 3350.0),
+                      ("A100-SXM4-80GB", 2039.0), ("A100 80GB PCIe", 1935.0), ("A100", 1555.0))  # fmt: skip
+
+
+def card_bandwidth_gbs(name: str) -> float | None:
+    return next((gbs for key, gbs in CARD_BANDWIDTH_GBS if key in name), None)
 
 
 def timer(device: torch.device, repeats: int):
@@ -135,6 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     model, reference = build_models(size, device, dtype)
     weights_gib = torch.cuda.memory_allocated() / 2**30 if cuda else None
+    if args.bandwidth_gbs is None and cuda:
+        args.bandwidth_gbs = card_bandwidth_gbs(torch.cuda.get_device_name(0))
     time_ms = timer(device, args.repeats)
     result: dict[str, Any] = {
         "benchmark": "dynamic_llava_gpu",
@@ -149,6 +179,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "text_tokens": TEXT_TOKENS,
         "vision_keep": max(int(model.num_image_tokens * model.sparse.vision_keep_rate), 1),
         "sparse_layer": model.sparse.sparse_layer,
+        "bandwidth_gbs": args.bandwidth_gbs,
+        "command": "python benchmarks/dynamic_llava_gpu.py " + " ".join(args.argv),
         "notes": notes,
     }
     cfg = model.config.text_config
@@ -206,56 +238,61 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     b = max(args.batch_sizes)
     batch = make_batch(model, b, device, dtype, seed=1)
     steps = args.decode_tokens
+    text_weights = sum(t.numel() * t.element_size() for t in [*model.language_model.parameters(),
+                                                              *model.lm_head.parameters()])  # fmt: skip
     with torch.inference_mode():
-        for sel, pattern in (("dense", None), ("dynamic", "alternate")):
-
-            def generate(s=sel, p=pattern, k=steps):
-                return model.sparse_generate(**batch, max_new_tokens=k, selection=s, text_keep_pattern=p)
-
-            (out, peak), ms = elapsed_ms(device, lambda g=generate: peak_above(device, g))
-            cache = out["cache"]
-            prefill_ms = prefill.get(f"ours_{sel}_b{b}", {}).get("median_ms", 0.0)
-            kept_text = torch.stack(out["text_keep"]).float().mean().item() if out["text_keep"] else None
-            decode[f"ours_{sel}_b{b}"] = {
-                "new_tokens": int(out["sequences"].shape[1]),
-                "peak_above_weights_gib": peak,
-                "kv_cache_gib": cache.nbytes() / 2**30,
-                "kv_cache_allocated_gib": cache.allocated_nbytes() / 2**30,
-                "cached_tokens_per_layer_sample0": cache.cached_tokens()[:, 0].tolist(),
-                "output_text_keep_rate": kept_text,
-                "total_ms": ms,
-                "per_step_ms": (ms - prefill_ms) / max(int(out["sequences"].shape[1]) - 1, 1),
-            }
-            del out, cache
-        if not args.skip_reference and (cuda or args.reference_generate):
-
-            def hf_generate():
-                return reference.generate(
-                    **batch, max_new_tokens=steps, min_new_tokens=steps, do_sample=False
+        runs: dict[str, Any] = {}
+        for sel in ("dense", "dynamic"):
+            pattern = (
+                "random" if sel == "dynamic" else None
+            )  # per-sample random keep decisions: uneven caches
+            for kind in ("dynamic", "static"):
+                runs[f"ours_{sel}_{kind}_cache"] = lambda k, s=sel, p=pattern, c=kind: model.sparse_generate(
+                    **batch, max_new_tokens=k, selection=s, text_keep_pattern=p, cache_kind=c, seed=1)  # fmt: skip
+        for name, run in runs.items():
+            decode[f"{name}_b{b}"] = measure_decoder(device, run, steps, text_weights, args.bandwidth_gbs)
+        if args.compile:  # the static step compiled (CUDA graphs on a GPU); warm-up captures the graphs
+            if cuda:
+                model.compile_decode(mode="reduce-overhead")
+            else:  # a CPU check that the step traces; the eager backend optimises nothing
+                model.compile_decode(backend="eager")
+                notes.append(
+                    "--compile on CPU: backend='eager' (traced, not optimised); its timings mean little"
                 )
+            for sel in ("dense", "dynamic"):
+                name = f"ours_{sel}_static_cache_compiled_b{b}"
+                guarded(decode, name, lambda s=sel: measure_decoder(device, runs[f"ours_{s}_static_cache"], steps,
+                                                                    text_weights, args.bandwidth_gbs))  # fmt: skip
+            model._compiled_decode = None
+        k_nocache = min(steps, args.nocache_tokens)
+        for sel in ("dense", "dynamic"):  # decoding without KV cache: every step re-runs the pruned context
+            decode[f"ours_{sel}_no_cache_b{b}"] = measure_decoder(
+                device, lambda k, s=sel: model.sparse_generate(**batch, max_new_tokens=k, selection=s, use_cache=False),
+                k_nocache, text_weights, None,
+            )  # fmt: skip
+        if not args.skip_reference and (cuda or args.reference_generate):
+            for impl in ("dynamic", "static"):
 
-            def hf_run():
-                (out, peak), ms = elapsed_ms(device, lambda: peak_above(device, hf_generate))
-                ref_prefill = prefill.get(f"transformers_dense_b{b}", {}).get("median_ms", 0.0)
-                new = int(out.shape[1] - batch["input_ids"].shape[1])
-                return {
-                    "new_tokens": new,
-                    "peak_above_weights_gib": peak,
-                    "total_ms": ms,
-                    "per_step_ms": (ms - ref_prefill) / max(new - 1, 1),
-                }
+                def hf(k, i=impl):
+                    return reference.generate(**batch, max_new_tokens=k, min_new_tokens=k, do_sample=False,
+                                              cache_implementation=None if i == "dynamic" else "static",
+                                              return_dict_in_generate=True, pad_token_id=0)  # fmt: skip
 
-            guarded(decode, f"transformers_generate_b{b}", hf_run)
+                guarded(decode, f"transformers_dense_{impl}_cache_b{b}",
+                        lambda f=hf: measure_decoder(device, f, steps, text_weights, args.bandwidth_gbs))  # fmt: skip
         batch1 = make_batch(model, 1, device, dtype, seed=2)
-        for sel, pattern in (("dense", None), ("dynamic", "alternate")):
-            k = min(steps, args.decode_tokens_b1)
-            _, ms = elapsed_ms(device, lambda s=sel, p=pattern, k=k: model.sparse_generate(
-                **batch1, max_new_tokens=k, selection=s, text_keep_pattern=p))  # fmt: skip
-            prefill_ms = prefill.get(f"ours_{sel}_b1", {}).get("median_ms", 0.0)
-            decode[f"ours_{sel}_b1_per_step_ms"] = (ms - prefill_ms) / max(k - 1, 1)
-    dense_kv, dyn_kv = decode[f"ours_dense_b{b}"], decode[f"ours_dynamic_b{b}"]
+        k1 = min(steps, args.decode_tokens_b1)
+        for sel in ("dense", "dynamic"):
+            pattern = "random" if sel == "dynamic" else None
+            decode[f"ours_{sel}_static_cache_b1"] = measure_decoder(
+                device, lambda k, s=sel, p=pattern: model.sparse_generate(
+                    **batch1, max_new_tokens=k, selection=s, text_keep_pattern=p, cache_kind="static"),
+                k1, text_weights, args.bandwidth_gbs,
+            )  # fmt: skip
     result["decode"] = decode
-    mem_key = "peak_above_weights_gib" if cuda else "kv_cache_allocated_gib"
+    dense_kv, dyn_kv = decode[f"ours_dense_dynamic_cache_b{b}"], decode[f"ours_dynamic_dynamic_cache_b{b}"]
+    mem_key = "peak_above_weights_gib" if cuda else "kv_cache_gib"
+    compiled = decode.get(f"ours_dynamic_static_cache_compiled_b{b}", {})
     result["targets"] = {
         f"prefill_b{b}_dynamic_over_dense": {
             "value": prefill[f"ratio_dynamic_over_dense_b{b}"],
@@ -266,6 +303,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "measured_as": mem_key,
             "target_at_most": 0.6,
         },  # fmt: skip
+        f"decode_per_step_b{b}_static_compiled_over_bandwidth_floor": {
+            "value": compiled.get("per_step_over_floor") if cuda else None,
+            "measured_as": "CUDA graphs (--compile) on a GPU; null without CUDA or --compile",
+            "target_at_most": 3.0,
+        },
         "eq13_dynamic_over_dense": {"value": flops["eq13_dynamic_tflops"] / flops["eq13_dense_tflops"]},
     }
     for item in result["targets"].values():
@@ -273,6 +315,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             item["met"] = bool(item["value"] <= item["target_at_most"])
     result["wall_time_s"] = time.perf_counter() - t0
     return result
+
+
+def _kv_bytes(out: Any) -> tuple[float | None, float | None, list[int] | None]:
+    """KV bytes held (valid entries) and allocated, and per-sample cached tokens of the last layer."""
+    cache = out.get("cache") if isinstance(out, dict) else getattr(out, "cache", None)
+    if cache is None:
+        return None, None, None
+    if hasattr(cache, "cached_tokens"):  # the gated caches
+        return cache.nbytes(), cache.allocated_nbytes(), cache.cached_tokens()[-1].tolist()
+    total = sum(t.numel() * t.element_size() for layer in cache.layers for t in (layer.keys, layer.values))
+    return total, total, None  # transformers' caches: what they hold is what they allocated
+
+
+def measure_decoder(device: torch.device, run, steps: int, text_weights: int, bandwidth_gbs: float | None):
+    """Warm-up, then ``run(steps)`` and ``run(1)`` timed: per-step latency without the prefill, peak memory of
+    the long run above what was allocated before it, KV bytes after it, and the bandwidth floor."""
+    run(min(steps, 8))  # warm-up (allocator, kernels, compiled graphs) of both timed regions
+    (out, peak), ms = elapsed_ms(device, lambda: peak_above(device, lambda: run(steps)))
+    prefilled, ms_one = elapsed_ms(device, lambda: run(1))
+    kv, allocated, last_layer = _kv_bytes(out)
+    first = _kv_bytes(prefilled)[0]
+    per_step = (ms - ms_one) / max(steps - 1, 1)
+    row: dict[str, Any] = {
+        "new_tokens": steps,
+        "total_ms": ms,
+        "one_token_ms": ms_one,
+        "per_step_ms": per_step,
+        "peak_above_weights_gib": peak,
+        "kv_cache_gib": None if kv is None else kv / 2**30,
+        "kv_cache_allocated_gib": None if allocated is None else allocated / 2**30,
+        "cached_tokens_last_layer_per_sample": last_layer,
+    }
+    if isinstance(out, dict) and out.get("text_keep"):
+        keeps = torch.stack(out["text_keep"]).float()  # (steps - 1, B)
+        row["output_text_keep_rate"] = keeps.mean().item()
+        row["output_text_kept_per_sample"] = keeps.sum(0).long().tolist()
+    if kv is not None and bandwidth_gbs:
+        floor_ms = (text_weights + (first + kv) / 2) / (bandwidth_gbs * 1e9) * 1e3  # mean KV over the steps
+        row["bandwidth_floor_ms"] = floor_ms
+        row["per_step_over_floor"] = per_step / floor_ms
+    return row
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -295,11 +378,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--reference-generate", action="store_true", help="also run transformers' generate on CPU"
     )
+    parser.add_argument("--nocache-tokens", type=int, default=64, help="generated tokens without KV cache")
+    parser.add_argument("--compile", action="store_true", help="also time the static decode step compiled")
+    parser.add_argument(
+        "--bandwidth-gbs", type=float, default=None,
+        help="memory bandwidth (GB/s) for the decode floor (default: the card's, for known cards; none on CPU)",
+    )  # fmt: skip
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    import sys
+
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

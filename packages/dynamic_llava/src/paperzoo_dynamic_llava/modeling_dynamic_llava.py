@@ -477,6 +477,17 @@ class StaticGatedKVCache(GatedKVCache):
     def __init__(self, num_layers: int, max_cache_len: int):
         super().__init__(num_layers, layers=[StaticGatedKVLayer(max_cache_len) for _ in range(num_layers)])
         self.max_cache_len = max_cache_len
+        self.decode_attention: Any = None
+
+    def select_attention(self, num_heads: int) -> None:
+        """Picks the decode-attention implementation (``paperzoo_shared``'s dispatcher: Triton on CUDA, else the
+        reference) once, on the host after the prefill, for these buffers: the dispatcher's environment reads and
+        logging stay out of the compiled step."""
+        layer = self.layers[0]
+        q = layer.keys.new_zeros(layer.keys.shape[0], num_heads, layer.keys.shape[3])
+        self.decode_attention = gated_decode_attention.select(
+            q, layer.keys, layer.values, layer.lengths, max_length=self.max_cache_len
+        )[1]
 
     def check_room(self, max_positions: int) -> None:
         if self.seen_tokens >= self.max_cache_len:
@@ -750,9 +761,10 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
             if policy is None and not last_query_attention:
                 # one query per sample over its own lengths + 1 slots, through paperzoo_shared's dispatcher:
                 # its reference is the masked SDPA below; on CUDA a Triton kernel that reads no padded slot
-                out = gated_decode_attention(
-                    q[:, :, 0], layer_cache.keys, layer_cache.values, attend, max_length=span
-                )[:, :, None]
+                attention = getattr(cache, "decode_attention", None) or gated_decode_attention
+                out = attention(q[:, :, 0], layer_cache.keys, layer_cache.values, attend, max_length=span)[
+                    :, :, None
+                ]
             else:
                 k, v = layer_cache.keys[:, :, :span], layer_cache.values[:, :, :span]
                 visible = (torch.arange(span, device=h.device)[None, :] < attend[:, None])[:, None, :]
@@ -923,6 +935,8 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         else:
             keep_pos = torch.ones_like(st.real)
         h = self._run_layers(l, len(self.language_model.layers), h, st, cache=cache)
+        if cache is not None and cache.is_compileable:
+            cache.select_attention(self.config.text_config.num_attention_heads)
         out.keep, out.cache = keep_pos.float(), cache
         if last_logits_only:
             rows = torch.arange(h.shape[0], device=h.device)
