@@ -38,9 +38,10 @@ def test_greedy_generate_equals_the_reference_decode_loop(tiny, selection):
     cache = out.cache
     assert isinstance(cache, GatedKVCache)
     assert torch.equal(cache.cached_tokens(), ref["cache"].cached_tokens())
-    if (
-        selection == "dynamic"
-    ):  # decoding was sparse: 12 of 16 image tokens and every dropped step are missing
+    assert torch.equal(torch.stack(cache.lengths), cache.cached_tokens())  # the 0.1 per-layer views
+    assert cache.longest == cache.cached_tokens().amax(1).tolist() and cache.keys[0] is cache.layers[0].keys
+    if selection == "dynamic":
+        # decoding was sparse: 12 of 16 image tokens and every dropped step are missing
         kept = torch.stack(ref["text_keep"], 1)  # (B, 7 decoding steps)
         assert 0 < int(kept.sum()) < kept.numel()
         lengths = cache.cached_tokens()

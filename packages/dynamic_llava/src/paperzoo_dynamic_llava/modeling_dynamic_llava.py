@@ -456,6 +456,23 @@ class GatedKVCache(Cache):
         super().reset()
         self.next_position, self.seen_tokens, self.random_selection = None, 0, None
 
+    # per-layer views, the 0.1 API (paperzoo_shared's kernel test reads them)
+    @property
+    def keys(self) -> list[torch.Tensor | None]:
+        return [layer.keys for layer in self.layers]
+
+    @property
+    def values(self) -> list[torch.Tensor | None]:
+        return [layer.values for layer in self.layers]
+
+    @property
+    def lengths(self) -> list[torch.Tensor | None]:
+        return [layer.lengths for layer in self.layers]
+
+    @property
+    def longest(self) -> list[int]:
+        return [layer.longest for layer in self.layers]
+
     def cached_tokens(self) -> torch.Tensor:
         """``(num_layers, B)`` number of cached tokens per layer and sample."""
         return torch.stack([layer.lengths for layer in self.layers if layer.is_initialized])
