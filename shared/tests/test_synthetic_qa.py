@@ -20,6 +20,7 @@ from paperzoo_shared.data.synthetic import (
     generate_qa_dataset,
     save_tokenizer,
     to_transformers_tokenizer,
+    word_level_tokenizer,
 )
 
 PLURAL_TO_CLASS = {
@@ -183,6 +184,22 @@ def test_transformers_wrapper():
     assert fast(text)["input_ids"] == tok.encode(text).ids
     batch = fast(["<image> red", "<image> What shape is red?"], padding=True)
     assert batch["input_ids"][0][-1] == 0 and batch["attention_mask"][0][-1] == 0
+
+
+def test_word_level_tokenizer_ids_by_hand():
+    pytest.importorskip("transformers")
+    special = ("<pad>", "<unk>", "<s>", "<eos>", "<img>")
+    # ids: the special tokens in order (0-4), then the sorted words: "." 5, "Red" 6, "a" 7, "red." 8
+    whitespace = word_level_tokenizer(["red.", "a", "Red", ".", "a"], special)
+    assert whitespace.encode("<img>a Red red. blue").ids == [4, 7, 6, 8, 1]
+    punct = word_level_tokenizer(["red", "a", "."], special, split_punctuation=True)  # "." 5, "a" 6, "red" 7
+    assert punct.encode("a red. red").ids == [6, 7, 5, 7]
+    fast = to_transformers_tokenizer(whitespace, bos_token="<s>", padding_side="left")
+    assert (fast.pad_token_id, fast.unk_token_id, fast.bos_token_id, fast.eos_token_id) == (0, 1, 2, 3)
+    assert fast(["a", "a Red"], padding=True)["input_ids"] == [[0, 7], [7, 6]]
+    assert fast.decode([4, 7, 6, 0], skip_special_tokens=True) == "a Red"
+    with pytest.raises(ValueError, match="<unk>"):
+        word_level_tokenizer(["a"], ("<pad>",))
 
 
 def test_missing_tokenizers_package(monkeypatch):

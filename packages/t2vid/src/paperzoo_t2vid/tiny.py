@@ -71,23 +71,10 @@ def vocabulary(texts: Iterable[str]) -> list[str]:
 
 def build_tokenizer(words: Iterable[str]) -> Any:
     """A word-level ``PreTrainedTokenizerFast`` over ``words`` plus Idefics3's special tokens."""
-    import tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from paperzoo_shared.data.synthetic.qa import to_transformers_tokenizer, word_level_tokenizer
 
-    tokens = [*SPECIAL_TOKENS, *sorted(set(words) - set(SPECIAL_TOKENS))]
-    core = tokenizers.Tokenizer(
-        tokenizers.models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token="<unk>")
-    )
-    core.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
-    core.add_special_tokens(list(SPECIAL_TOKENS))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        pad_token="<pad>",
-        bos_token="<|begin_of_text|>",
-        eos_token="<eos>",
-        unk_token="<unk>",
-        padding_side="right",
-    )
+    core = word_level_tokenizer(words, SPECIAL_TOKENS, split_punctuation=True)
+    return to_transformers_tokenizer(core, bos_token="<|begin_of_text|>")
 
 
 def build_processor(words: Iterable[str], cfg: TinyIdefics3Config | None = None) -> Any:

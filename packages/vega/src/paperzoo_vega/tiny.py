@@ -74,25 +74,11 @@ def corpus_vocabulary(samples: Iterable[Any], styles: Iterable[str] = ("official
 
 
 def build_tokenizer(words: Iterable[str]) -> Any:
-    """A case-sensitive whitespace WordLevel tokenizer as a ``PreTrainedTokenizerFast`` (built offline)."""
-    import tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """A case-sensitive whitespace WordLevel tokenizer as a ``PreTrainedTokenizerFast`` (built offline),
+    padding on the left (for batched generation)."""
+    from paperzoo_shared.data.synthetic.qa import to_transformers_tokenizer, word_level_tokenizer
 
-    tokens = [*SPECIAL_TOKENS, *sorted(set(words) - set(SPECIAL_TOKENS))]
-    core = tokenizers.Tokenizer(
-        tokenizers.models.WordLevel({t: i for i, t in enumerate(tokens)}, unk_token="<unk>")
-    )
-    core.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
-    core.add_special_tokens(list(SPECIAL_TOKENS))
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        pad_token="<pad>",
-        bos_token="<bos>",
-        eos_token="<eos>",
-        unk_token="<unk>",
-        extra_special_tokens=[t for t in SPECIAL_TOKENS if t not in ("<pad>", "<bos>", "<eos>", "<unk>")],
-        padding_side="left",
-    )
+    return to_transformers_tokenizer(word_level_tokenizer(words, SPECIAL_TOKENS), padding_side="left")
 
 
 def build_tiny_qwen2_vl(

@@ -9,7 +9,8 @@ Question/answer pairs (:mod:`.qa`)
     ``QAConfig``, ``QASample``, ``QUESTION_TYPES``, ``ANSWER_VOCAB``
     ``generate_qa_dataset(n_images, *, seed, cfg=None) -> list[QASample]``
     ``build_word_tokenizer(extra_special_tokens=()) -> tokenizers.Tokenizer``
-    ``save_tokenizer(tokenizer, directory) -> Path``, ``to_transformers_tokenizer(tokenizer)``
+    ``save_tokenizer(tokenizer, directory) -> Path``, ``to_transformers_tokenizer(tokenizer, bos_token, padding_side)``,
+    ``word_level_tokenizer(words, special_tokens, split_punctuation=False)`` (a tiny model's closed vocabulary)
 
 Videos (:mod:`.video`)
     ``VideoSceneConfig``, ``VideoSample``, ``VideoEvent``, ``VideoObject``
@@ -29,6 +30,7 @@ from paperzoo_shared.data.synthetic.qa import (
     generate_qa_dataset,
     save_tokenizer,
     to_transformers_tokenizer,
+    word_level_tokenizer,
 )
 from paperzoo_shared.data.synthetic.render import COLOUR_NAMES, PALETTE, PATTERNS, SHAPE_CLASSES
 from paperzoo_shared.data.synthetic.shapes import (
@@ -74,6 +76,7 @@ __all__ = [
     "read_srt",
     "save_tokenizer",
     "to_transformers_tokenizer",
+    "word_level_tokenizer",
     "write_shapes_dataset",
     "write_srt",
     "write_video_dataset",

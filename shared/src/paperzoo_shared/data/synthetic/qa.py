@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -347,6 +348,28 @@ def build_word_tokenizer(extra_special_tokens: tuple[str, ...] | list[str] = ())
     return tokenizer
 
 
+def word_level_tokenizer(
+    words: Iterable[str], special_tokens: Sequence[str], *, split_punctuation: bool = False
+) -> Tokenizer:
+    """A case-sensitive ``tokenizers`` WordLevel tokenizer for a tiny test model's closed vocabulary, built offline.
+
+    Ids: ``special_tokens`` in their order, then the sorted distinct ``words`` (``<unk>`` must be among the
+    special tokens). Text splits on whitespace only, or with ``split_punctuation`` as the ``Whitespace``
+    pre-tokenizer does (``\\w+`` and runs of punctuation). Special tokens are matched verbatim in raw text.
+    """
+    tokenizers = _tokenizers()
+    if "<unk>" not in special_tokens:
+        raise ValueError("special_tokens must contain '<unk>'")
+    tokens = [*special_tokens, *sorted(set(words) - set(special_tokens))]
+    tokenizer = tokenizers.Tokenizer(
+        tokenizers.models.WordLevel({token: i for i, token in enumerate(tokens)}, unk_token="<unk>")
+    )
+    split = tokenizers.pre_tokenizers
+    tokenizer.pre_tokenizer = split.Whitespace() if split_punctuation else split.WhitespaceSplit()
+    tokenizer.add_special_tokens(list(special_tokens))
+    return tokenizer
+
+
 def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> Path:
     """Write ``directory/tokenizer.json`` (creating the directory) and return its path."""
     path = Path(directory) / "tokenizer.json"
@@ -355,7 +378,9 @@ def save_tokenizer(tokenizer: Tokenizer, directory: str | Path) -> Path:
     return path
 
 
-def to_transformers_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
+def to_transformers_tokenizer(
+    tokenizer: Tokenizer, *, bos_token: str = "<bos>", padding_side: str = "right"
+) -> PreTrainedTokenizerFast:
     """Wrap ``tokenizer`` as a ``transformers.PreTrainedTokenizerFast`` with pad/bos/eos/unk set.
 
     ``<image>`` and any extra special tokens become ``extra_special_tokens`` (``additional_special_tokens`` before
@@ -365,7 +390,7 @@ def to_transformers_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
     import transformers
     from transformers import PreTrainedTokenizerFast
 
-    roles = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
+    roles = {"pad_token": "<pad>", "bos_token": bos_token, "eos_token": "<eos>", "unk_token": "<unk>"}
     extras = [
         added.content
         for _, added in sorted(tokenizer.get_added_tokens_decoder().items())
@@ -377,4 +402,6 @@ def to_transformers_tokenizer(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
         if int(transformers.__version__.split(".")[0]) >= 5
         else "additional_special_tokens"
     )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **{key: extras}, **roles)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, **{key: extras}, **roles, padding_side=padding_side
+    )
