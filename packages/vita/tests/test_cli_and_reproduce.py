@@ -35,7 +35,7 @@ def test_errors_are_one_line(capsys, tmp_path):
     assert "not valid JSON" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("preset", ["smoke", "mini", "full"])
+@pytest.mark.parametrize("preset", ["smoke", "mini", "mini-long", "full"])
 def test_shipped_configs_load(preset):
     cfg = load_config(ExperimentConfig, PAPER.data_root() / "configs" / f"{preset}.yaml")
     assert cfg.model.real_size == (preset == "full")

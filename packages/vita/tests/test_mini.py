@@ -152,13 +152,14 @@ def test_mini_items(tmp_path):
     assert not any(np.array_equal(a["image"], b["image"]) for a, b in zip(items, other))
 
 
-def test_mini_comparisons_name_real_columns():
+@pytest.mark.parametrize("preset", ["mini", "mini-long"])
+def test_mini_comparisons_name_real_columns(preset):
     from paperzoo_shared.repro import load_tables
 
-    cfg = load_config(ExperimentConfig, PAPER.data_root() / "configs" / "mini.yaml")
+    cfg = load_config(ExperimentConfig, PAPER.data_root() / "configs" / f"{preset}.yaml")
     table = load_tables(PAPER.data_root() / "paper" / "tables.yaml").table("omni_mini")
     columns = {m.id for m in table.metrics}
-    assert len(cfg.speech.comparisons) >= 5 and len(table.seeds["mini"]) >= 3
+    assert len(cfg.speech.comparisons) >= 5 and len(table.seeds[preset]) >= 3
     for spec in cfg.speech.comparisons:
         assert spec.a in columns and (spec.b in columns or (not spec.b and spec.reference is not None))
 
@@ -173,6 +174,7 @@ def test_mini_reproduction_tiny(tmp_path, monkeypatch):
     results = json.loads(json_path.read_text())
     metrics = results["rows"][0]["metrics"]
     assert metrics["text_accuracy"]["n"] == 2 and 0 <= metrics["decision_balanced_accuracy"]["mean"] <= 100
+    assert 0 <= metrics["seen_text_accuracy"]["mean"] <= 100
     assert [c["id"] for c in results["extra"]["comparisons"]][:2] == [
         "text_above_chance",
         "spoken_above_chance",

@@ -56,9 +56,8 @@ def test_cmvn_golden():
 
 
 def test_subsampling_golden_layout_and_odd_lengths():
-    assert (
-        Conv2dSubsampling4(num_bins=83, dim=1).out.in_features == 20
-    )  # 83 -> 41 -> 20 (80 -> 19 either way)
+    # (n - 1) // 2 twice: 81 -> 40 -> 19, 83 -> 41 -> 20 (neighbouring formulas agree on 80 -> 19)
+    assert [Conv2dSubsampling4(num_bins=n, dim=1).out.in_features for n in (80, 81, 83)] == [19, 19, 20]
     sub = Conv2dSubsampling4(num_bins=11, dim=2)  # frequency: 11 -> 5 -> 2
     assert sub.out.in_features == 4
     with torch.no_grad():
@@ -250,6 +249,9 @@ def test_forward_passes_its_arguments_through():
     text = torch.tensor([[5, 6, 7, 8, 9]] * 2)
     out = model(input_ids=text, use_cache=False, output_hidden_states=True, logits_to_keep=1)
     assert out.past_key_values is None and out.logits.shape == (2, 1, 128) and len(out.hidden_states) == 3
+    model.language_model.set_attn_implementation("eager")  # sdpa returns no attention maps
+    attentions = model(input_ids=text, output_attentions=True).attentions
+    assert [a.shape for a in attentions] == [(2, 4, 5, 5)] * 2  # 2 layers, 4 heads, causal 5 x 5
     out = model(input_ids=text, use_cache=True)
     assert out.past_key_values is not None and out.past_key_values.get_seq_length() == 5
     # truncation keeps the caller's attention mask and position ids (a left-padded row, shifted positions)

@@ -185,7 +185,7 @@ def set_global_cmvn(model: Any, fbanks: Sequence[torch.Tensor]) -> None:
 
 def run_mini(cfg: ExperimentConfig, seed: int, cache: Path | None = None) -> dict[str, float]:
     """Trains one tiny VITA on ``seed``'s items and scores it on held-out items (images, voices and clips of seed
-    ``seed + 10000``)."""
+    ``seed + 10000``) and, as ``seen_*``, on as many of its training items."""
     from paperzoo_vita.modeling_vita import VitaForConditionalGeneration
     from paperzoo_vita.processing_vita import VitaImageProcessor
     from paperzoo_vita.reproduce import encode_item
@@ -207,24 +207,34 @@ def run_mini(cfg: ExperimentConfig, seed: int, cache: Path | None = None) -> dic
     train_items = mini_items(cfg, cfg.speech.train_per_kind, seed, cache)
     eval_items = mini_items(cfg, cfg.speech.eval_per_kind, seed + EVAL_SEED_OFFSET, cache)
     train = [encode_item(i, tok, image_processor, n_tile) for i in train_items]
+    seen_items = train_items[: len(eval_items)]
+    del train_items  # the encoded copies are what training reads
     set_global_cmvn(model, [f for t in train for f in t["fbanks"]])
     collator = VitaCollator(tok.pad_token_id)
     losses = train_stage(model, train, collator, cfg.train.steps, cfg.train.learning_rate, cfg.train.batch_size, seed=seed)  # fmt: skip
     model.eval()
-    records = []
-    for item in _bar(eval_items, f"mini evaluation (seed {seed})"):
-        batch = collator([encode_item(item, tok, image_processor, n_tile, generation=True)])
-        with torch.no_grad():
-            out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                 pixel_values=batch["pixel_values"], input_features=batch.get("input_features"),
-                                 input_features_mask=batch.get("input_features_mask"), max_new_tokens=2,
-                                 do_sample=False, pad_token_id=tok.pad_token_id)  # fmt: skip
-        new = tok.convert_ids_to_tokens(out[0, batch["input_ids"].shape[1] :].tolist())
-        records.append({
-            "kind": item["kind"], "state": new[0] if new else "", "answer": new[1] if len(new) > 1 else "",
-            "truth": item["answer"], "colours": item["colours"],
-        })  # fmt: skip
+
+    def evaluate(items: Sequence[dict[str, Any]], desc: str) -> list[dict[str, Any]]:
+        records = []
+        for item in _bar(items, desc):
+            batch = collator([encode_item(item, tok, image_processor, n_tile, generation=True)])
+            with torch.no_grad():
+                out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     pixel_values=batch["pixel_values"], input_features=batch.get("input_features"),
+                                     input_features_mask=batch.get("input_features_mask"), max_new_tokens=2,
+                                     do_sample=False, pad_token_id=tok.pad_token_id)  # fmt: skip
+            new = tok.convert_ids_to_tokens(out[0, batch["input_ids"].shape[1] :].tolist())
+            records.append({
+                "kind": item["kind"], "state": new[0] if new else "", "answer": new[1] if len(new) > 1 else "",
+                "truth": item["answer"], "colours": item["colours"],
+            })  # fmt: skip
+        return records
+
+    records = evaluate(eval_items, f"mini evaluation (seed {seed})")
+    seen = score(evaluate(seen_items, f"mini training items (seed {seed})"))
     metrics = score(records)
+    # the same columns on as many training items: a gap to the held-out ones is memorisation, not learning
+    metrics.update({f"seen_{k}": seen[k] for k in ("text_accuracy", "spoken_accuracy", "text_in_image")})
     metrics["loss_first"] = losses[0] if losses else float("nan")
     metrics["loss_last"] = losses[-1] if losses else float("nan")
     return metrics

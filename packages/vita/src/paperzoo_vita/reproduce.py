@@ -6,10 +6,10 @@ synthetic shape images asked as text (answer ``<3> colour``), "spoken" questions
 speech (``<1> colour``), and white-noise clips (``<2>``, no answer). Columns: the state-token decision (first generated
 token), answer accuracy, and precision / recall of the non-awakening decision (``<2>`` against ``<1>``). It shows the
 pipeline runs end to end (fbank, encoders, splicing, state-token supervision, generate); its numbers mean nothing.
-The espeak-ng ``mini`` of issue 21 (real synthesized speech, seeds, CIs) is not implemented in 0.1.0.
+The espeak-ng ``mini`` of issue 21 (real synthesized speech, seeds, CIs) is table ``omni_mini`` (:mod:`paperzoo_vita.mini`).
 
 ``vision``, ``asr``, ``language`` (full): the paper's numbers for reference; reproducing them needs the released
-checkpoint and the benchmarks, which 0.1.0 does not run.
+checkpoint and the benchmarks, which this package does not run.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def reproduce(request: ReproRequest) -> TableResult:
     if request.table.id == "omni_mini":
         return reproduce_mini(request)
     raise ValueError(
-        f"vita table {request.table.id!r} lists the paper's numbers only: 0.1.0 does not run the released checkpoint "
+        f"vita table {request.table.id!r} lists the paper's numbers only: this package does not run the released checkpoint "
         "on the benchmarks (see the README)"
     )
 
@@ -154,7 +154,7 @@ def run_interaction(cfg: ExperimentConfig, seed: int) -> dict[str, float]:
 def reproduce_interaction(request: ReproRequest) -> TableResult:
     if request.preset != "smoke":
         raise ValueError(
-            "vita 0.1.0 runs the interaction table at the smoke preset only (the espeak-ng mini is not implemented)"
+            "the interaction table runs at the smoke preset only; the mini is table omni_mini (--preset mini)"
         )
     cfg = load_config(ExperimentConfig, request.config_dir / f"{request.preset}.yaml", request.overrides)
     per_seed = {

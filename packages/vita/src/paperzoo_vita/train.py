@@ -1,6 +1,6 @@
 """Training through transformers' ``Trainer`` (notes §1.6): a collator for VITA's batches and a stage runner.
 
-DeepSpeed ZeRO-3 configs and LoRA are not part of 0.1.0 (see the README); ``train_stage`` runs the plain Trainer.
+DeepSpeed ZeRO-3 configs and LoRA are not implemented (see the README); ``train_stage`` runs the plain Trainer.
 """
 
 from __future__ import annotations
