@@ -22,6 +22,16 @@ from transformers import (
 )
 
 
+def _sharp_attention(model):
+    """Scales the query and key projections so that attention depends on the keys (at the N(0, 0.02)
+    initialisation it is nearly uniform, and a cache holding another row's keys would go unnoticed)."""
+    with torch.no_grad():
+        for layer in model.language_model.layers:
+            layer.self_attn.q_proj.weight.mul_(25.0)
+            layer.self_attn.k_proj.weight.mul_(25.0)
+    return model
+
+
 def _new_tokens(out, batch):
     return out[:, batch["input_ids"].shape[1] :]
 
@@ -93,7 +103,7 @@ def test_dense_beam_search_equals_transformers_llava(tiny):
 
 def test_sparse_beam_search_scores_equal_teacher_forced_decoding(tiny):
     """A wrong reorder of the gated cache (rows of another beam) would score the returned beam differently."""
-    model = tiny.make_model()
+    model = _sharp_attention(tiny.make_model())
     batch = tiny.make_prompts([30, 27], seed=15)
     steps = 7
     with torch.no_grad():
@@ -253,3 +263,19 @@ def test_static_cache_reports_when_it_is_full(tiny):
             model.decode_step(torch.tensor([5]), cache)
     with pytest.raises(ValueError, match="larger max_cache_len"):
         model(**batch, cache=StaticGatedKVCache(4, 10))
+
+
+def test_static_cache_beam_search_equals_the_dynamic_cache(tiny):
+    """Beam reordering in place (the static buffers keep their addresses) picks the same rows."""
+    model = _sharp_attention(tiny.make_model())
+    batch = tiny.make_prompts([29, 25], seed=23)
+    kw = dict(
+        max_new_tokens=6, num_beams=3, do_sample=False, eos_token_id=None, pad_token_id=0, selection="random"
+    )
+    with torch.no_grad():
+        dyn = model.generate(**batch, **kw, return_dict_in_generate=True)
+        cache = StaticGatedKVCache(4, batch["input_ids"].shape[1] + 6)
+        sta = model.generate(**batch, **kw, cache=cache, return_dict_in_generate=True)
+    assert torch.equal(sta.sequences, dyn.sequences)
+    torch.testing.assert_close(sta.sequences_scores, dyn.sequences_scores)
+    assert torch.equal(cache.cached_tokens(), dyn.cache.cached_tokens())

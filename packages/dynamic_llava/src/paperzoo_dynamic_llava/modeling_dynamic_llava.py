@@ -12,8 +12,10 @@ and runs the decoder itself, layer by layer, reusing each layer's own projection
   losses (Eq. 11-12);
 * **prefill** and **decoding without KV cache** (``execution="prune"``): dropped tokens are physically
   removed; kept tokens keep their original RoPE positions;
-* **decoding with KV cache** (:class:`GatedKVCache`): each new token attends to the cache and itself, and
-  its K/V enters the caches of layers ``>= sparse_layer`` only if the output-text predictor keeps it.
+* **decoding with KV cache** (:class:`GatedKVCache`, a transformers ``Cache``, so ``generate()`` with any strategy
+  decodes sparsely; :class:`StaticGatedKVCache` for ``torch.compile`` / CUDA graphs): each new token attends to the
+  cache and itself, and its K/V enters the caches of layers ``>= sparse_layer`` only if the output-text
+  predictor keeps it.
 
 Every path carries per-sample real-token masks, positions and cache lengths, so left-padded batches give the
 per-sample results in every layer (the official code drops the attention mask after layer 0).
@@ -512,9 +514,8 @@ class StaticGatedKVCache(GatedKVCache):
                 f"the static gated KV cache is full ({self.max_cache_len} columns seen); make it with a larger "
                 "max_cache_len (prompt length + max_new_tokens)"
             )
-        if (
-            self.seen_tokens >= max_positions
-        ):  # an upper bound of every position, known without a synchronisation
+        # seen_tokens bounds every position and is known without a synchronisation
+        if self.seen_tokens >= max_positions:
             super().check_room(max_positions)
 
 
@@ -1075,7 +1076,7 @@ class DynamicLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         longest = None
         if (
             not static and cache.layers[l].is_initialized
-        ):  # one synchronisation per step for all sparse layers
+        ):  # one synchronisation per step for the sparse layers
             longest = int((cache.layers[l].lengths + keep.view(b).long()).max())
         h = self._run_layers(l, n_layers, h, st, cache=cache, write=keep, longest=longest)
         cache.next_position.add_(1)  # in place: a static address for CUDA graphs
