@@ -261,3 +261,82 @@ def test_mipkd_settings_leave_the_cached_runs_valid_and_fit_the_paper_networks()
     for variant in ("swinir_x2", "rcan_x2", "swinir_x4"):
         config = load_config(ExperimentConfig, CONFIGS / "full" / f"{variant}.yaml")
         assert "mipkd" in config.methods
+
+
+class _NoRangeTeacher(_ToyTeacher):
+    """The toy teacher without an ``img_range`` attribute (a backbone that works in [0, 1] units)."""
+
+    def __init__(self):
+        super().__init__(1.0)
+        del self.img_range
+
+
+@pytest.mark.parametrize(
+    "teacher,image_units",
+    [(_ToyTeacher(255.0), False), (_NoRangeTeacher(), True)],
+    ids=["image_units_off", "no_img_range"],
+)
+def test_mipkd_feature_terms_are_not_rescaled_without_a_range(teacher, image_units):
+    # the hand case of test_mipkd_terms_by_hand with unit 1: image_units off, or a teacher without img_range
+    # (whose features are already in image units) - FPM 8, AE 3 x 2, BPM 2 x 16 as there
+    mixer = _hand_mixer(
+        teacher_prob=0.0, lambda_fpm=1.0, lambda_bpm=2.0, lambda_ae=3.0, image_units=image_units
+    )
+    state = {"head": torch.tensor([0.5, 0.5]).view(1, 2, 1, 1)}
+    t_out = torch.tensor([2.0, 4.0]).view(1, 2, 1, 1)
+    terms = mipkd_terms(mixer, teacher, [F_S], t_out, [F_T], state, torch.Generator().manual_seed(0))
+    assert terms["fpm"].item() == pytest.approx(8.0)
+    assert terms["ae"].item() == pytest.approx(6.0)
+    assert terms["bpm"].item() == pytest.approx(32.0)
+
+
+def test_masks_come_from_the_given_generator_and_go_to_the_features_device():
+    mixer = PriorMixer(4, 8, MiPKDConfig(stages=1, teacher_prob=0.5))
+    feats = [torch.zeros(2, 8, 3, 3)]
+    torch.manual_seed(1)  # the global stream must not matter
+    (first,) = mixer.sample_masks(feats, torch.Generator().manual_seed(7))
+    torch.manual_seed(2)
+    (second,) = mixer.sample_masks(feats, torch.Generator().manual_seed(7))
+    draws = torch.rand((2, 8, 3, 3), generator=torch.Generator().manual_seed(7)) < 0.5
+    assert torch.equal(first, second) and torch.equal(first, draws.float())
+    (on_meta,) = mixer.sample_masks(
+        [torch.zeros(2, 8, 3, 3, device="meta")], torch.Generator().manual_seed(7)
+    )
+    assert on_meta.device.type == "meta" and on_meta.dtype == torch.float32
+
+
+def test_mipkd_errors_name_the_counts_and_shapes():
+    mixer = _hand_mixer()
+    with pytest.raises(
+        ValueError, match=r"^MiPKD needs 1 teacher features, student features and masks, got 2, 1, 1$"
+    ):
+        mixer([F_T, F_T], [F_S], [F_T])
+    with pytest.raises(
+        ValueError, match=r"^teacher latent \(1, 2\), student latent \(1, 2\) and mask \(1, 3\) must"
+    ):
+        prior_mix(torch.zeros(1, 2), torch.zeros(1, 2), torch.zeros(1, 3))
+    with pytest.raises(ValueError, match=r"^1 predictions for 2 targets \(need one per stage\)$"):
+        stage_l1([torch.zeros(2)], [torch.zeros(2)] * 2)
+    with pytest.raises(ValueError, match=r"^0 predictions for 0 targets"):
+        stage_l1([], [])
+    with pytest.raises(ValueError, match=r"^shapes differ: \(2,\) vs \(3,\)$"):
+        stage_l1([torch.zeros(2)], [torch.zeros(3)])
+
+
+class _ConvFirstOnly(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv_first = nn.Conv2d(3, 4, 3)
+
+
+def test_feature_channels_needs_conv_first_and_forward_stages():
+    from paperzoo_dckd.modeling_dckd import feature_channels
+
+    assert (
+        feature_channels(build_model("edsr", {"num_feat": 8, "num_block": 2, "upscale": 2}), "student") == 8
+    )
+    message = r"^MiPKD needs a teacher with forward_stages and conv_first \(EDSR, RCAN or SwinIR\), got {}$"
+    with pytest.raises(ValueError, match=message.format("Identity")):
+        feature_channels(nn.Identity(), "teacher")  # no conv_first at all
+    with pytest.raises(ValueError, match=message.format("_ConvFirstOnly")):
+        feature_channels(_ConvFirstOnly(), "teacher")  # conv_first but no forward_stages

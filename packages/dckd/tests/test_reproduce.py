@@ -46,3 +46,23 @@ def test_smoke_preset_end_to_end_and_resume(tmp_path):
     run_reproduction(paper, preset="smoke", out_dir=tmp_path, command="pytest smoke")
     assert len((tmp_path / "table2.partial.jsonl").read_text().splitlines()) == 8
     assert {p: p.stat().st_mtime for p in (tmp_path / "runs").glob("**/final.pt")} == before
+
+
+def test_rows_run_seed_major_so_a_stopped_run_has_whole_seeds(tmp_path):
+    # the ledger records (row, seed) in the order they finish: every row of seed 0 before any row of seed 1
+    paper = get_paper("dckd")
+    run_reproduction(
+        paper,
+        preset="smoke",
+        seeds=[0, 1],
+        out_dir=tmp_path,
+        overrides=["methods=[scratch, logits]", "fig8b.enabled=false"],
+        command="pytest smoke order",
+    )
+    ledger = [json.loads(line) for line in (tmp_path / "table2.partial.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["seed"]) for r in ledger] == [
+        ("scratch", 0),
+        ("logits", 0),
+        ("scratch", 1),
+        ("logits", 1),
+    ]

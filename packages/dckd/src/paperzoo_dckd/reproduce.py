@@ -298,8 +298,8 @@ def _train_only(request, config, run_dir, train_pairs, methods, need_teacher, ne
 
     encoder = build_encoder(config, run_dir / "encoder", lambda: train_pairs) if need_encoder else None
     teacher = build_teacher(config, run_dir / "teacher", lambda: train_pairs) if need_teacher else None
-    for method in methods:
-        for seed in request.seeds:
+    for seed in request.seeds:  # the order in which rank 0 trains them (seed-major, as :func:`reproduce`)
+        for method in methods:
             if request.ledger is not None and request.ledger.get(
                 method, seed, row_fingerprint(config, method, seed)
             ):
@@ -350,9 +350,11 @@ def reproduce(request: ReproRequest) -> TableResult:
         teacher = teacher_future.result() if teacher_future else (teacher if need_teacher else None)
 
         fingerprints = {(m, s): row_fingerprint(config, m, s) for m in config.methods for s in request.seeds}
+        # seed-major: a run stopped part-way has every row of its first seeds (each finished (row, seed) is
+        # in the ledger and in runs/), not a few rows with every seed
         futures = {}
-        for method in methods:
-            for seed in request.seeds:
+        for seed in request.seeds:
+            for method in methods:
                 ledger = request.ledger
                 if ledger is not None and ledger.get(method, seed, fingerprints[(method, seed)]) is not None:
                     continue
@@ -371,11 +373,10 @@ def reproduce(request: ReproRequest) -> TableResult:
         if config.fig8b.enabled:
             fig8b_futures = submit_fig8b(runner, config, run_dir, teacher, encoder, train_pairs)
 
-        per_method: dict[str, dict[int, dict[str, float]]] = {}
+        per_method: dict[str, dict[int, dict[str, float]]] = {method: {} for method in config.methods}
         teacher_metrics: dict[str, dict[str, float]] = {}
-        for method in config.methods:
-            per_method[method] = {}
-            for seed in request.seeds:
+        for seed in request.seeds:
+            for method in config.methods:
                 start = time.perf_counter()
                 if method == "teacher":
 
