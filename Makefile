@@ -8,6 +8,7 @@
 #   make lint                       ruff, import-linter contracts, workflow schema, layout checks
 #   make bench PKG=dynamic_llava    the package's CPU benchmark (benchmarks/<pkg>_*.py)
 #   make mutate PKG=videomme        mutation testing (mutmut) of the package's core files; prints survivors
+#   make system-deps                Debian packages some tests need (espeak-ng: vita's spoken questions); needs root
 
 SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
@@ -22,7 +23,7 @@ STAMP := $(VENV)/.paperzoo-installed
 # pip warns once per package about this machine's local package mirrors that lack it; harmless.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: install test wheel-smoke reproduce lint fmt bench mutate report clean-venv
+.PHONY: install test wheel-smoke reproduce lint fmt bench mutate report clean-venv system-deps
 
 # The stamp depends on every pyproject.toml, so a second `make test` installs nothing
 # and a changed or new package reinstalls.
@@ -34,6 +35,16 @@ $(STAMP): pyproject.toml shared/pyproject.toml $(wildcard packages/*/pyproject.t
 	@touch $@
 
 install: $(STAMP)
+
+# espeak-ng synthesises vita's spoken questions (its mini and the tests that need speech, which skip without it).
+SYSTEM_PACKAGES := espeak-ng
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do command -v $$p > /dev/null || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		command -v apt-get > /dev/null || { echo "install $$missing with your system's package manager"; exit 1; }; \
+		$$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq $$missing > /dev/null || \
+		{ $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -qq && $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -qq $$missing; }; \
+	fi
 
 test: $(STAMP)
 	$(BIN)/python tools/run_tests.py $(TEST_FLAGS) $(if $(PKG),$(PKG),shared $(PACKAGES)) $(if $(ARGS),-- $(ARGS))

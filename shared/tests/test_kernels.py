@@ -140,3 +140,11 @@ def test_a_triton_older_than_the_tested_one_is_not_used(monkeypatch):
     assert kernels.triton_cuda_available() is False
     monkeypatch.setattr(kernels, "triton_version", lambda: None)
     assert kernels.triton_available() is False and kernels.triton_cuda_available() is False
+
+
+def test_a_fallback_traces_under_fullgraph_compile():
+    """The fallback's log line must not break ``torch.compile(fullgraph=True)`` when the first call is compiled."""
+    torch = pytest.importorskip("torch")
+    op = make_op(accepts=False)
+    compiled = torch.compile(lambda x: op(x) + 1, fullgraph=True, backend="eager")
+    assert torch.equal(compiled(torch.ones(3)), torch.full((3,), 3.0))  # the reference (2x) was traced

@@ -165,6 +165,10 @@ class KernelOp:
         return backend.supports(*args, **kwargs)
 
     def _log_once(self, message: str) -> None:
+        import torch
+
+        if torch.compiler.is_compiling():  # a log call inside a traced region breaks fullgraph compilation
+            return
         if message not in self._logged:
             self._logged.add(message)
             logger.info("kernel %s falls back to the PyTorch reference (%s)", self.name, message)
