@@ -8,7 +8,6 @@ layouts; a padded buffer whose slots past each length hold NaN (so a kernel that
 
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import pytest
@@ -149,34 +148,6 @@ def test_split_heuristic():
     assert choose_num_splits(1, 8, 400) == 1  # short caches: one pass
     assert choose_num_splits(1, 8, 8000) == 32  # 8 -> 264 programs, capped by 8000 / 256 = 32 chunks
     assert choose_num_splits(2, 8, 1000) == 4  # capped by ceil(1000 / 256)
-
-
-def test_dynamic_llava_decoding_through_the_kernel(interpret, monkeypatch):
-    """dynamic_llava's cached generation with the Triton decode kernel gives the tokens and caches of the
-    torch path (the tiny test model of dynamic_llava, GQA with 2 key/value heads, unequal cache lengths)."""
-    pytest.importorskip("paperzoo_dynamic_llava")
-    import sys
-    from pathlib import Path
-
-    tests = Path(__file__).resolve().parents[2] / "packages" / "dynamic_llava" / "tests"
-    if not (tests / "conftest.py").is_file():
-        pytest.skip("dynamic_llava's tests are only in a source checkout")
-    spec = importlib.util.spec_from_file_location("_dynamic_llava_tiny", tests / "conftest.py")
-    tiny = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "_dynamic_llava_tiny", tiny)
-    spec.loader.exec_module(tiny)
-    model = tiny.make_model(0, kv_heads=2)
-    prompts = tiny.make_prompts([30, 26, 22], seed=1)
-    with use("torch"):
-        ref = model.sparse_generate(**prompts, max_new_tokens=6)
-    with use("triton", op="gated_decode_attention"):
-        tri = model.sparse_generate(**prompts, max_new_tokens=6)
-    lengths = ref["cache"].cached_tokens()[-1]
-    assert len(set(lengths.tolist())) > 1  # ragged
-    assert torch.equal(tri["sequences"], ref["sequences"])
-    assert torch.equal(tri["cache"].cached_tokens(), ref["cache"].cached_tokens())
-    for a, b, n in zip(tri["cache"].keys, ref["cache"].keys, ref["cache"].longest):
-        torch.testing.assert_close(a[:, :, :n], b[:, :, :n], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow
