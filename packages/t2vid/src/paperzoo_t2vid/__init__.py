@@ -6,4 +6,4 @@ Light on import: nothing here imports torch, PIL or sentence-transformers.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
