@@ -20,7 +20,7 @@ VARIANTS = ["swinir_x2", "swinir_x3", "swinir_x4", "rcan_x2", "rcan_x3", "rcan_x
 
 
 @pytest.mark.parametrize(
-    "name", ["smoke.yaml", "mini.yaml", "full.yaml", *(f"full/{v}.yaml" for v in VARIANTS)]
+    "name", ["smoke.yaml", "mini.yaml", "mini-long.yaml", "full.yaml", *(f"full/{v}.yaml" for v in VARIANTS)]
 )
 def test_every_config_loads(name):
     config = load_config(ExperimentConfig, CONFIGS / name)
@@ -134,3 +134,25 @@ def test_full_preset_names_missing_data_and_weights(tmp_path):
     ]
     with pytest.raises(CheckpointError, match="VQGAN_f16_n1024.ckpt does not exist"):
         reproduce(request([*folders, *sets]))
+
+
+def test_mini_long_is_the_mini_with_more_seeds(tmp_path):
+    """mini-long trains exactly what mini trains for every (row, seed), runs every pre-registered row
+    (MiPKD included) and has the 26 seeds its header budgets; `--preset mini-long` finds it."""
+    from paperzoo_dckd.reproduce import row_fingerprint
+
+    paper = get_paper("dckd")
+    table = load_tables(paper.data_root() / "paper" / "tables.yaml").table("table2")
+    assert "mini-long" in table.presets and table.seeds["mini-long"] == list(range(26))
+    request = ReproRequest(paper, table, "mini-long", table.seeds["mini-long"], tmp_path, CONFIGS, [])
+    assert config_path(request) == CONFIGS / "mini-long.yaml"
+    mini = load_config(ExperimentConfig, CONFIGS / "mini.yaml")
+    long = load_config(ExperimentConfig, CONFIGS / "mini-long.yaml")
+    assert long.methods == mini.methods
+    assert {"teacher", "scratch", "logits", "mclir", "mipkd", "dckd", "dckd_no_dcr", "dckd_no_dmm"} == set(
+        long.methods
+    )
+    for method in long.methods:
+        for seed in (0, 25):
+            assert row_fingerprint(long, method, seed) == row_fingerprint(mini, method, seed)
+    assert long.parallel_jobs == 2 and not long.fig8b.enabled
