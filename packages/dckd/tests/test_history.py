@@ -136,3 +136,149 @@ def test_missing_parts_are_clear_errors():
         Distiller(student, student, None, "dckd", DCKDConfig())
     with pytest.raises(ValueError, match="unknown method"):
         Distiller(student, student, None, "csd", DCKDConfig())
+
+
+@pytest.mark.parametrize(
+    "method,term,weight",
+    [
+        ("fakd", "fakd", "fakd_weight"),
+        ("dckd_star", "lcr", "lambda_lcr"),
+        ("dckd", "dcl", "lambda_dcl"),
+        ("dckd", "ce", "lambda_ce"),
+    ],
+)
+def test_each_weighted_term_is_its_weight_times_its_loss(method, term, weight):
+    # Eq. 10 is linear in each weight: doubling lambda doubles its term and leaves the others unchanged
+    positions = {"fakd_student_positions": ["conv_first", 0], "fakd_teacher_positions": ["conv_first", 1]}
+    lq, gt = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)), torch.rand(2, 3, 16, 16)
+    base = getattr(DCKDConfig(), weight)
+    one = _distiller(method, **positions, **{weight: base}).training_losses(lq, gt)
+    two = _distiller(method, **positions, **{weight: 2 * base}).training_losses(lq, gt)
+    assert one[term].item() > 0
+    assert two[term].item() == pytest.approx(2 * one[term].item(), rel=1e-5)
+    assert two["rec"].item() == pytest.approx(one["rec"].item(), rel=1e-6)
+
+
+def test_the_dmm_term_uses_the_configured_cross_entropy_form():
+    from paperzoo_dckd.losses import dmm_cross_entropy
+
+    lq, gt = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(2)), torch.rand(2, 3, 16, 16)
+    for mode in ("paper", "code"):
+        d = _distiller("dckd_no_dcr", dmm_ce_mode=mode)
+        with torch.no_grad():
+            expected = d.config.lambda_ce * dmm_cross_entropy(
+                d.encoder.squared_distances(d.student(lq)), d.encoder.squared_distances(d.teacher(lq)), mode
+            )
+            assert d.training_losses(lq, gt)["ce"].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_label_consistency_ops_come_from_the_distillers_generator():
+    lq, gt = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(3)), torch.rand(2, 3, 16, 16)
+    values = []
+    for global_seed in (10, 20):
+        d = _distiller("dckd_star")
+        torch.manual_seed(global_seed)  # after building: only the distiller's own generator may matter
+        values.append(d.training_losses(lq, gt)["lcr"].item())
+    assert values[0] == values[1]
+
+
+def test_invalid_history_schedules_name_the_values():
+    for steps, period in (([0], 5), ([], 5), ([1, 2], 0)):
+        with pytest.raises(
+            ValueError,
+            match=rf"^invalid history schedule steps={steps} period={period}$".replace("[", r"\[").replace(
+                "]", r"\]"
+            ),
+        ):
+            HistorySchedule(steps, period)
+
+
+@pytest.mark.parametrize("method", ["dckd_no_dmm", "dckd_no_dcr", "mclir"])
+def test_each_encoder_term_alone_needs_the_encoder(method):
+    student = build_model("edsr", {"num_feat": 8, "num_block": 1, "upscale": 2})
+    with pytest.raises(ValueError, match=rf"^method '{method}' needs a feature encoder \(DCR/DMM/MCLIR\)$"):
+        Distiller(student, student, None, method, DCKDConfig())
+
+
+def test_construction_errors_name_the_method_and_the_network():
+    from paperzoo_dckd.configuration import METHODS
+
+    student = build_model("edsr", {"num_feat": 8, "num_block": 1, "upscale": 2})
+    with pytest.raises(ValueError, match=rf"^unknown method 'csd'; valid: {', '.join(METHODS)}$"):
+        Distiller(student, student, None, "csd", DCKDConfig())
+    plain = nn.Conv2d(3, 3, 1)  # no forward_features, no forward_stages
+    for role, s, t in (("student", plain, student), ("teacher", student, plain)):
+        with pytest.raises(
+            ValueError, match=rf"^FAKD needs a {role} with forward_features \(EDSR, RCAN or SwinIR\)$"
+        ):
+            Distiller(s, t, None, "fakd", DCKDConfig())
+        with pytest.raises(ValueError, match=rf"^MiPKD needs a {role} with forward_stages and conv_first"):
+            Distiller(s, t, None, "mipkd", DCKDConfig())
+
+
+def test_defaults_are_the_released_ema_decay_and_seed_and_unused_networks_are_dropped():
+    student = build_model("edsr", {"num_feat": 8, "num_block": 1, "upscale": 2})
+    teacher = build_model("edsr", {"num_feat": 8, "num_block": 2, "upscale": 2})
+    encoder = build_model("vqgan_encoder", TINY_ENCODER)
+    d = Distiller(student, teacher, encoder, "dckd", DCKDConfig())
+    assert d.ema_decay == 0.999  # the released student EMA
+    assert torch.equal(
+        torch.rand(4, generator=d.generator), torch.rand(4, generator=torch.Generator().manual_seed(0))
+    )
+    # Logits never runs the encoder, Scratch and MCLIR never run the teacher: they are not kept
+    assert Distiller(student, teacher, encoder, "logits", DCKDConfig()).encoder is None
+    assert Distiller(student, teacher, encoder, "mclir", DCKDConfig()).teacher is None
+    # DUKD's label-consistency ops: each with probability 0.5 by default
+    from paperzoo_dckd.modeling_dckd import InvertibleAugment
+
+    ops = InvertibleAugment().sample(4000, torch.Generator().manual_seed(0))
+    assert torch.allclose(ops.float().mean(0), torch.full((4,), 0.5), atol=0.03)
+
+
+def test_the_distiller_pickles_without_its_generator_and_forwards_the_student():
+    import pickle
+
+    d = _distiller("dckd")
+    lq = torch.rand(1, 3, 8, 8)
+    assert torch.equal(d(lq), d.student(lq))
+    first = torch.rand(3, generator=d.generator)  # the generator now exists and has advanced
+    state = d.__getstate__()
+    assert state["_generator"] is None and d._generator is not None  # the live module keeps its own
+    assert all(state[k] is d.__dict__[k] for k in d.__dict__ if k != "_generator")
+    copy_ = pickle.loads(pickle.dumps(d))
+    # the copy starts its generator afresh from the seed (spawned workers re-create it)
+    assert torch.equal(torch.rand(3, generator=copy_.generator), first)
+
+
+def test_the_weighted_terms_equal_their_weights_times_the_losses_recomputed():
+    # Eq. 10 term by term, each loss recomputed from the networks (the distiller's generator replayed for the
+    # draws: the LCR ops, then the negatives' degradations)
+    from paperzoo_dckd.losses import contrastive_ratio_loss, fakd_loss
+
+    lq, gt = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(4)), torch.rand(2, 3, 16, 16)
+    positions = {"fakd_student_positions": ["conv_first", 0], "fakd_teacher_positions": ["conv_first", 1]}
+    d = _distiller("fakd", **positions)
+    with torch.no_grad():
+        s_feats = d.student.forward_features(lq, positions["fakd_student_positions"])[1]
+        t_feats = d.teacher.forward_features(lq, positions["fakd_teacher_positions"])[1]
+        assert d.training_losses(lq, gt)["fakd"].item() == pytest.approx(
+            d.config.fakd_weight * fakd_loss(s_feats, t_feats).item(), rel=1e-5
+        )
+    d = _distiller("dckd_star", lambda_lcr=0.7, lambda_dcl=0.3)
+    replay = torch.Generator()
+    replay.set_state(d.generator.get_state())
+    with torch.no_grad():
+        terms = d.training_losses(lq, gt)
+        s_out = d.student(lq)
+        ops = d.augment.sample(2, replay)
+        t_lcr = d.augment.invert(d.teacher(d.augment.apply(lq, ops)), ops)
+        assert terms["lcr"].item() == pytest.approx(0.7 * (s_out - t_lcr).abs().mean().item(), rel=1e-5)
+        negatives = d.negatives(lq, replay)
+        neg = [f.view(5, 2, *f.shape[1:]) for f in d.encoder.level_features(negatives.flatten(0, 1))]
+        ratio = contrastive_ratio_loss(
+            d.encoder.level_features(s_out),
+            d.encoder.level_features(d.teacher(lq)),
+            neg,
+            d.config.layer_weights,
+        )
+        assert terms["dcl"].item() == pytest.approx(0.3 * ratio.item(), rel=1e-4)

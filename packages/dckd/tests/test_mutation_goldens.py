@@ -416,3 +416,85 @@ def test_augment_ops_drawn_on_the_cpu_apply_to_an_image_on_another_device():
     ops = aug.sample(2, torch.Generator().manual_seed(0))
     out = aug.invert(aug.apply(torch.zeros(2, 3, 4, 4, device="meta"), ops), ops)
     assert out.device.type == "meta" and out.shape == (2, 3, 4, 4)
+
+
+def test_uniform_draws_are_float64_from_the_generator():
+    from paperzoo_dckd.modeling_dckd import _uniform
+
+    drawn = _uniform(torch.Generator().manual_seed(0), 2.0, 5.0, (3,))
+    raw = torch.rand(3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert drawn.dtype == torch.float64 and torch.equal(drawn, raw * 3.0 + 2.0)
+
+
+def test_gaussian_noise_draw_by_draw():
+    # per sample: sigma ~ U(1, 30) / 255, grey with probability 0.5 (one noise map for all channels), else
+    # colour noise; x + noise clipped to [0, 1]
+    x = torch.full((6, 3, 4, 4), 0.5)
+    out = add_gaussian_noise(x, torch.Generator().manual_seed(0), [1.0, 30.0], 0.5)
+    g = torch.Generator().manual_seed(0)
+    sigma = (torch.rand(6, generator=g, dtype=torch.float64) * 29.0 + 1.0).float().view(6, 1, 1, 1) / 255.0
+    gray = (torch.rand(6, generator=g) < 0.5).view(6, 1, 1, 1)
+    colour = torch.randn((6, 3, 4, 4), generator=g)
+    grey = torch.randn((6, 1, 4, 4), generator=g).expand(6, 3, 4, 4)
+    expected = (x + torch.where(gray, grey, colour) * sigma).clamp(0, 1)
+    assert 0 < int(gray.sum()) < 6  # both kinds occur in this draw
+    assert torch.allclose(out, expected, atol=1e-7, rtol=0)
+
+
+def test_noise_is_made_on_the_cpu_and_added_on_the_images_device():
+    out = add_gaussian_noise(
+        torch.zeros(2, 3, 4, 4, device="meta"), torch.Generator().manual_seed(0), [1, 30], 0.5
+    )
+    assert out.device.type == "meta"
+
+
+def test_degradation_clamps_only_when_asked():
+    off = Degradation(DegradationConfig(gaussian_noise_prob=0.0))
+    on = Degradation(DegradationConfig(gaussian_noise_prob=0.0, clamp=True))
+    x = torch.tensor([[[[1.5, 0.5]]]])
+    assert torch.equal(off(x, torch.Generator().manual_seed(0)), x)
+    assert torch.equal(on(x, torch.Generator().manual_seed(0)), torch.tensor([[[[1.0, 0.5]]]]))
+
+
+def test_resize_to_a_single_pixel_and_back():
+    # factor 0.5 on a 2 x 2 image: int(2 * 0.5) = 1 -> a 1 x 1 image, and back: every pixel is the mean, 1.5,
+    # whichever of area / bilinear / bicubic is drawn
+    cfg = DegradationConfig(
+        gaussian_noise_prob=0.0, resize_prob=1.0, resize_up_prob=0.0, resize_down_range=[0.5, 0.5]
+    )
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    for seed in range(4):
+        assert torch.allclose(
+            Degradation(cfg)(x, torch.Generator().manual_seed(seed)), torch.full((1, 1, 2, 2), 1.5)
+        )
+
+
+def test_resize_up_takes_the_up_range():
+    # up with probability 1, factor 2: 2 x 2 -> 4 x 4 -> 2 x 2 keeps the image's contrast (the down branch,
+    # factor 0.5, would average it to a constant 1.5; test_resize_to_a_single_pixel_and_back)
+    cfg = DegradationConfig(
+        gaussian_noise_prob=0.0,
+        resize_prob=1.0,
+        resize_up_prob=1.0,
+        resize_up_range=[2.0, 2.0],
+        resize_down_range=[0.5, 0.5],
+    )
+    x = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])
+    for seed in range(4):
+        out = Degradation(cfg)(x, torch.Generator().manual_seed(seed))
+        assert float(out.max() - out.min()) > 1.0
+
+
+def test_blur_kernel_range_above_three():
+    # range [7, 9]: 2 * randint(3, 5) + 1 in {7, 9} only (7 // 2 = 3; a lower bound of 2 would allow 5)
+    cfg = DegradationConfig(
+        gaussian_blur_prob=1.0, blur_kernel_size=[7, 9], blur_sigma=[5.0, 5.0], gaussian_noise_prob=0.0
+    )
+    sizes = set()
+    for seed in range(40):
+        x = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
+        x[0, 0, 10, 10] = 1.0
+        out = Degradation(cfg)(x, torch.Generator().manual_seed(seed))[0, 0]
+        rows, cols = (out.abs() > 0).nonzero(as_tuple=True)
+        sizes |= {int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1}
+    assert sizes == {7, 9}
