@@ -96,10 +96,10 @@ def test_sinusoid_table_and_scaling_golden():
     x, pos = enc(torch.ones(1, 3, 4))
     torch.testing.assert_close(x, torch.full((1, 3, 4), 2.0))  # x sqrt(4)
     torch.testing.assert_close(pos, enc.table[None, :3])
-    short = RelPositionalEncoding(4, max_len=3)
-    short(torch.ones(1, 3, 4))  # exactly the table's length is fine
+    short = RelPositionalEncoding(2, max_len=3)
+    short(torch.ones(1, 3, 2))  # exactly the table's length is fine
     with pytest.raises(ValueError) as info:
-        short(torch.ones(1, 4, 4))
+        short(torch.ones(1, 4, 2))
     assert str(info.value) == (
         "audio of 4 encoder frames exceeds the 3-row position table (about 0 s); split the clip"
     )
@@ -108,29 +108,33 @@ def test_sinusoid_table_and_scaling_golden():
 
 
 def test_relative_position_attention_golden():
-    att = RelPositionAttention(dim=2, heads=2, dropout=0.0)  # d_k = 1
+    att = RelPositionAttention(dim=4, heads=2, dropout=0.0)  # d_k = 2
     with torch.no_grad():
         for lin in (att.linear_q, att.linear_k, att.linear_v, att.linear_out):
-            lin.weight.copy_(torch.eye(2))
+            lin.weight.copy_(torch.eye(4))
             lin.bias.zero_()
-        att.linear_pos.weight.copy_(torch.eye(2))
-        att.pos_bias_u.copy_(torch.tensor([[1.0], [0.0]]))
-        att.pos_bias_v.copy_(torch.tensor([[0.0], [2.0]]))
-    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [2.0, 3.0]]])  # T = 3
-    pos = torch.tensor([[[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]]])
+        att.linear_pos.weight.copy_(torch.eye(4))
+        att.pos_bias_u.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.5]]))
+        att.pos_bias_v.copy_(torch.tensor([[0.0, 1.0], [2.0, 0.0]]))
+    x = torch.tensor([[[1.0, 0.0, 0.5, 0.0], [0.0, 1.0, 0.0, 1.0], [2.0, 3.0, 1.0, 1.0]]])  # T = 3
+    pos = torch.tensor([[[0.0, 1.0, 1.0, 0.0], [1.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0]]])
     key_mask = torch.tensor([[True, True, False]])  # the third frame is padding
     out = att(x, key_mask, pos)
-    # head h sees q = k = v = x[:, h] and p = pos[:, h]; scores[i, j] = ((q_i + u_h) k_j + (q_i + v_h) p_j) / 1
-    expected = torch.zeros(3, 2)
-    for h, (u, v) in enumerate(((1.0, 0.0), (0.0, 2.0))):
-        q, p = x[0, :, h], pos[0, :, h]
+    # head h uses channels 2h, 2h+1: q = k = v = x[:, 2h:2h+2], p = pos[:, 2h:2h+2];
+    # scores[i, j] = ((q_i + u_h) . k_j + (q_i + v_h) . p_j) / sqrt(2) over the real keys j = 0, 1
+    expected = torch.zeros(3, 4)
+    for h in range(2):
+        q, p = x[0, :, 2 * h : 2 * h + 2], pos[0, :, 2 * h : 2 * h + 2]
+        u, v = att.pos_bias_u[h].detach(), att.pos_bias_v[h].detach()
         for i in range(3):
-            scores = [(q[i] + u) * q[j] + (q[i] + v) * p[j] for j in range(2)]  # keys 0, 1 only
-            w = torch.softmax(torch.tensor(scores), 0)
-            expected[i, h] = w[0] * q[0] + w[1] * q[1]
+            scores = torch.stack([((q[i] + u) @ q[j] + (q[i] + v) @ p[j]) / math.sqrt(2) for j in range(2)])
+            w = torch.softmax(scores, 0)
+            expected[i, 2 * h : 2 * h + 2] = w[0] * q[0] + w[1] * q[1]
     torch.testing.assert_close(out[0], expected, atol=1e-6, rtol=0)
-    # a hand check of one entry: head 0, query 0: scores (1+1)*1 + 1*0 = 2 and (1+1)*0 + 1*1 = 1
-    assert out[0, 0, 0].item() == pytest.approx(math.exp(2) / (math.exp(2) + math.exp(1)), abs=1e-6)
+    # one entry by hand: head 0, query 0 = (1, 0): scores ((2, 0).(1, 0) + (1, 1).(0, 1)) / sqrt 2 = 3 / sqrt 2 and
+    # ((2, 0).(0, 1) + (1, 1).(1, 0)) / sqrt 2 = 1 / sqrt 2; output channel 0 = w_0 * 1 + w_1 * 0
+    w0 = 1 / (1 + math.exp(-2 / math.sqrt(2)))
+    assert out[0, 0, 0].item() == pytest.approx(w0, abs=1e-6)
 
 
 def test_whale_layer_is_pre_norm_residual():
@@ -162,7 +166,7 @@ def _tiny(**kw):
 
 def test_init_weights():
     model = _tiny()
-    w = model.language_model.lm_head.weight  # 128 x 64 normal(0, 0.02) draws
+    w = model.audio_encoder.subsampling.out.weight  # VITA's own module: 32 x 608 normal(0, 0.02) draws
     assert abs(w.mean().item()) < 0.002 and w.std().item() == pytest.approx(0.02, rel=0.05)
     assert model.audio_encoder.cmvn.mean.eq(0).all() and model.audio_encoder.cmvn.istd.eq(1).all()
     assert model.mm_projector[1].__class__.__name__ == "GELUActivation"
@@ -171,13 +175,19 @@ def test_init_weights():
 
 def test_global_cmvn_loader_keeps_float64_precision(tmp_path):
     model = _tiny()
-    # bin 0: mean 1e4, variance 1 over 4 frames (sum of squares 4e8 + 4: beyond float32); bin 1: variance 0.25
-    stats = {"frame_num": 4, "mean_stat": [4e4, 4.0] + [0.0] * 78, "var_stat": [4e8 + 4, 5.0] + [4.0] * 78}
+    # bin 0: mean 10000.001 (float32 keeps 10000.0010), variance 1 over 4 frames: the sums need float64;
+    # bin 1: mean 1, variance 0.25
+    m = 10000.001
+    stats = {
+        "frame_num": 4,
+        "mean_stat": [4 * m, 4.0] + [0.0] * 78,
+        "var_stat": [4 * (1 + m * m), 5.0] + [4.0] * 78,
+    }
     path = tmp_path / "global_cmvn"
     path.write_text(json.dumps(stats))
     load_global_cmvn(model, str(path))
     cmvn = model.audio_encoder.cmvn
-    assert cmvn.mean[:2].tolist() == [1e4, 1.0]
+    assert cmvn.mean[:2].tolist() == pytest.approx([m, 1.0], rel=1e-7)
     assert cmvn.istd[:3].tolist() == pytest.approx([1.0, 2.0, 1.0])  # 1/sqrt(1), 1/sqrt(1.25 - 1), 1/sqrt(1)
     path.write_text(json.dumps({**stats, "mean_stat": [0.0] * 40, "var_stat": [1.0] * 40}))
     with pytest.raises(ValueError) as info:
@@ -249,16 +259,21 @@ def test_forward_passes_its_arguments_through():
     text = torch.tensor([[5, 6, 7, 8, 9]] * 2)
     out = model(input_ids=text, use_cache=False, output_hidden_states=True, logits_to_keep=1)
     assert out.past_key_values is None and out.logits.shape == (2, 1, 128) and len(out.hidden_states) == 3
+    gapped = torch.tensor(
+        [[0, 1, 2, 10, 11]] * 2
+    )  # RoPE sees the gap: the caller's positions must reach the LLM
+    assert not torch.allclose(model(input_ids=text, position_ids=gapped).logits, model(input_ids=text).logits)
     model.language_model.set_attn_implementation("eager")  # sdpa returns no attention maps
     attentions = model(input_ids=text, output_attentions=True).attentions
     assert [a.shape for a in attentions] == [(2, 4, 5, 5)] * 2  # 2 layers, 4 heads, causal 5 x 5
     out = model(input_ids=text, use_cache=True)
     assert out.past_key_values is not None and out.past_key_values.get_seq_length() == 5
-    # truncation keeps the caller's attention mask and position ids (a left-padded row, shifted positions)
+    # truncation keeps the caller's attention mask and position ids (a left-padded row, positions with a gap)
     ids = torch.tensor([[5] * 70 + [i] * 4 + [6] * 6, [0] * 10 + [7] * 70])
     attn = torch.ones(2, 80, dtype=torch.long)
     attn[1, :10] = 0
-    positions = torch.arange(80)[None].repeat(2, 1) + 3
+    positions = torch.arange(80)[None].repeat(2, 1)
+    positions[:, 40:] += 10  # a gap (a constant shift would change nothing under RoPE)
     pixels = torch.randn(1, 3, 56, 56)
     kw = dict(input_ids=ids, attention_mask=attn, position_ids=positions, pixel_values=pixels)
     full = model(**kw).logits
