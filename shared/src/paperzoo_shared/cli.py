@@ -62,7 +62,7 @@ def _build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser(
         "report",
         help="regenerate REPRODUCTION.md, results/*/*.md and README results blocks from the committed results",
-        description="Regenerate, from the committed results/{full,mini}/*.json of every paper installed from this checkout "
+        description="Regenerate, from the committed results/{full,mini-long,mini}/*.json of every paper installed from this checkout "
         "(editable, under --root): the root "
         "REPRODUCTION.md, each results markdown, and each '<!-- paperzoo:results mini/<table> -->' block of "
         "a package README.",
