@@ -4,13 +4,8 @@ included) on sys.path, inside a folder laid out like a paperzoo checkout."""
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import textwrap
-
-# Triton decides at @triton.jit time (module import) whether a kernel runs in its CPU interpreter, so the
-# switch must be on before any test imports paperzoo_shared.kernels; tests that need it off unset it.
-os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pytest
 

@@ -28,12 +28,6 @@ pytestmark = pytest.mark.skipif(
 TOLERANCE = {torch.float32: 2e-6, torch.float16: 2e-3, torch.bfloat16: 2e-2}
 
 
-@pytest.fixture
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.delenv("PAPERZOO_KERNELS", raising=False)
-
-
 def _case(lengths, heads=4, kv_heads=2, d=24, slots=None, dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
     b = len(lengths)
@@ -79,7 +73,7 @@ def test_reference_equals_a_softmax_by_hand():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("splits", [1, 3])
-def test_triton_matches_the_reference(interpret, dtype, splits):
+def test_triton_matches_the_reference(triton_interpreter, dtype, splits):
     q, k, v, lengths = _case([0, 1, 70, 150, 33], heads=8, kv_heads=2, dtype=dtype)
     ref = gated_decode_attention_reference(q, k, v, lengths)
     tri = gated_decode_attention_triton(
@@ -92,7 +86,7 @@ def test_triton_matches_the_reference(interpret, dtype, splits):
 
 
 @pytest.mark.parametrize(("heads", "kv_heads", "d"), [(3, 3, 80), (4, 1, 24), (2, 1, 16)])
-def test_group_sizes_and_head_dims(interpret, heads, kv_heads, d):
+def test_group_sizes_and_head_dims(triton_interpreter, heads, kv_heads, d):
     q, k, v, lengths = _case([7, 1, 64, 65], heads=heads, kv_heads=kv_heads, d=d, seed=heads)
     ref = gated_decode_attention_reference(q, k, v, lengths)
     for splits in (1, 2):
@@ -102,7 +96,7 @@ def test_group_sizes_and_head_dims(interpret, heads, kv_heads, d):
         torch.testing.assert_close(tri, ref, rtol=2e-6, atol=2e-6)
 
 
-def test_packed_layout_and_strided_views(interpret):
+def test_packed_layout_and_strided_views(triton_interpreter):
     q, k, v, lengths = _case([3, 0, 90, 12])
     ref = gated_decode_attention_reference(q, k, v, lengths)
     # packed: every sample's kept tokens back to back, (T, H_kv, d), in a shuffled sample order
@@ -126,7 +120,7 @@ def test_packed_layout_and_strided_views(interpret):
     torch.testing.assert_close(tri, ref, rtol=2e-6, atol=2e-6)
 
 
-def test_dispatch_and_errors(interpret, monkeypatch):
+def test_dispatch_and_errors(triton_interpreter, monkeypatch):
     q, k, v, lengths = _case([4, 2])
     assert gated_decode_attention.select(q, k, v, lengths)[0] == "torch"  # auto: CUDA only
     with use("triton"):
@@ -151,7 +145,7 @@ def test_split_heuristic():
 
 
 @pytest.mark.slow
-def test_long_ragged_caches(interpret):
+def test_long_ragged_caches(triton_interpreter):
     q, k, v, lengths = _case([1000, 3, 517, 0, 2049, 64], heads=8, kv_heads=2, d=64, dtype=torch.float16)
     ref = gated_decode_attention_reference(q, k, v, lengths)
     for splits in (1, None, 8):

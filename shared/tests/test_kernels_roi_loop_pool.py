@@ -22,12 +22,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.delenv("PAPERZOO_KERNELS", raising=False)
-
-
 def _random_case(seed: int, n=2, c=5, h=9, w=11, r=4, k=3, p=3, dtype=torch.float32):
     g = torch.Generator().manual_seed(seed)
     feats = torch.randn(n, c, h, w, generator=g).to(dtype)
@@ -44,7 +38,7 @@ def _random_case(seed: int, n=2, c=5, h=9, w=11, r=4, k=3, p=3, dtype=torch.floa
     return feats, batch, y_lo, y_hi, x_lo, x_hi, holes
 
 
-def test_hand_computed_case(interpret):
+def test_hand_computed_case(triton_interpreter):
     # one 4 x 4 map, values 1..16 row-major; one bin covering rows 0-3 x cols 0-3 with the hole (0, 0, 3, 3),
     # whose strict interior is rows 1-2 x cols 1-2 (values 6, 7, 10, 11 skipped); then the 2 x 2 bins of the
     # same rectangle: maxima 6, 8, 14, 16 without a hole, and 5, 8, 14, 16 with it.
@@ -66,7 +60,7 @@ def test_hand_computed_case(interpret):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_values_and_gradients_match_the_reference(interpret, seed):
+def test_values_and_gradients_match_the_reference(triton_interpreter, seed):
     args = _random_case(seed, c=5 + seed * 7)  # 5, 12, 19 channels: not powers of two
     feats = args[0].double().float().requires_grad_()
     ref = binned_max_pool_reference(feats, *args[1:])
@@ -80,14 +74,14 @@ def test_values_and_gradients_match_the_reference(interpret, seed):
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_values_equal_the_reference(interpret, dtype):
+def test_half_precision_values_equal_the_reference(triton_interpreter, dtype):
     args = _random_case(3, dtype=dtype)
     ref = binned_max_pool_reference(*args)
     tri = binned_max_pool_triton(*args)
     assert tri.dtype == dtype and torch.equal(ref, tri)  # a max is exact in any dtype
 
 
-def test_ties_send_the_gradient_to_the_first_maximum(interpret):
+def test_ties_send_the_gradient_to_the_first_maximum(triton_interpreter):
     feats = torch.ones(1, 1, 2, 2, requires_grad=True)
     one = torch.tensor([[[0]]])
     two = torch.tensor([[[2]]])
@@ -97,7 +91,7 @@ def test_ties_send_the_gradient_to_the_first_maximum(interpret):
     assert feats.grad.view(-1).tolist() == [1.0, 0.0, 0.0, 0.0]  # the reference would give 0.25 each
 
 
-def test_no_rois_and_dispatch(interpret, monkeypatch):
+def test_no_rois_and_dispatch(triton_interpreter, monkeypatch):
     args = _random_case(0, r=0)
     feats = args[0].requires_grad_()
     out = binned_max_pool_triton(feats, *args[1:])
@@ -113,7 +107,7 @@ def test_no_rois_and_dispatch(interpret, monkeypatch):
         binned_max_pool(*args)
 
 
-def test_bad_ranges_are_rejected(interpret):
+def test_bad_ranges_are_rejected(triton_interpreter):
     feats, batch, y_lo, y_hi, x_lo, x_hi, holes = _random_case(0)
     with pytest.raises(ValueError, match="clipped"):
         binned_max_pool_triton(feats, batch, y_lo, y_hi + 20, x_lo, x_hi, holes)

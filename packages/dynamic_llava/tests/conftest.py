@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-# Triton decides at @triton.jit time (when paperzoo_shared's kernels are imported, here through the modeling
-# file) whether a kernel runs in its CPU interpreter; test_decode_kernel.py needs it on. On CPU tensors the
-# dispatcher's auto mode never picks Triton, so the other tests run as before.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import pytest
 import torch
 from paperzoo_dynamic_llava.configuration import SparseConfig, TinyModelConfig

@@ -13,10 +13,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_decoding_through_the_kernel(tiny, monkeypatch):
+def test_decoding_through_the_kernel(tiny, triton_interpreter):
     """The tiny test model with GQA (2 key/value heads) and unequal cache lengths."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.delenv("PAPERZOO_KERNELS", raising=False)
     model = tiny.make_model(0, kv_heads=2)
     prompts = tiny.make_prompts([30, 26, 22], seed=1)
     with use("torch"):

@@ -2,14 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-# Triton decides at @triton.jit time (when paperzoo_shared's kernels are first imported, e.g. by an earlier
-# test module) whether a kernel runs in its CPU interpreter; test_roi_loop_pool_kernel.py needs it on, and
-# in the full suite its fixture's monkeypatch came too late. On CPU tensors the dispatcher's auto mode never
-# picks Triton, so the other tests run as before.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
 import copy
 from pathlib import Path
 

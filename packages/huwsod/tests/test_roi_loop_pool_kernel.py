@@ -14,12 +14,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def interpret(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    monkeypatch.delenv("PAPERZOO_KERNELS", raising=False)
-
-
 def _huwsod_boxes():
     # image 64 x 48 pixels (stride 8: an 8 x 6 map); empty, degenerate, edge, beyond-the-image and large boxes
     return torch.tensor(
@@ -37,7 +31,7 @@ def _huwsod_boxes():
 
 
 @pytest.mark.parametrize("pooled", [1, 3, 7])
-def test_huwsod_roi_loop_pool_matches_its_reference(interpret, pooled):
+def test_huwsod_roi_loop_pool_matches_its_reference(triton_interpreter, pooled):
     g = torch.Generator().manual_seed(pooled)
     feats = torch.randn(2, 6, 6, 8, generator=g).requires_grad_()
     rois = _huwsod_boxes()
@@ -54,13 +48,13 @@ def test_huwsod_roi_loop_pool_matches_its_reference(interpret, pooled):
     assert tri[2][4].abs().sum() == 0  # the box covering the whole image has no context left
 
 
-def test_huwsod_auto_keeps_the_vectorised_path_on_cpu(interpret):
+def test_huwsod_auto_keeps_the_vectorised_path_on_cpu(triton_interpreter):
     feats = torch.rand(1, 2, 4, 4)
     assert ops.roi_loop_pool.select(feats, _huwsod_boxes()[:1], 0.125, 2)[0] == "vectorized"
 
 
 @pytest.mark.slow
-def test_huwsod_paper_like_sizes(interpret):
+def test_huwsod_paper_like_sizes(triton_interpreter):
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(2, 24, 20, 25, generator=g)
     xy = torch.rand(60, 2, generator=g) * torch.tensor([200.0, 160.0])
