@@ -393,19 +393,26 @@ def test_degradation_follows_the_released_order_draw_by_draw(seed):
     assert torch.equal(out, _replay_degradation(x, cfg, seed))
 
 
+def _blur_extents(cfg, seeds):
+    """(height, width) of the blurred support of a centred impulse, one per seed: a drawn kernel of size k
+    spreads the impulse k // 2 pixels each way, so the extent is the kernel size."""
+    extents = set()
+    for seed in seeds:
+        x = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
+        x[0, 0, 10, 10] = 1.0
+        out = Degradation(cfg)(x, torch.Generator().manual_seed(seed))[0, 0]
+        rows, cols = (out.abs() > 0).nonzero(as_tuple=True)
+        extents.add((int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1))
+    return extents
+
+
 def test_drawn_blur_kernels_are_the_odd_sizes_of_the_range():
     # kernel range [3, 9]: sizes 2 * randint(1, 5) + 1 in {3, 5, 7, 9}, each axis on its own; recovered here
     # from where an impulse's blur ends (a kernel of size k spreads it k // 2 pixels each way)
     cfg = DegradationConfig(
         gaussian_blur_prob=1.0, blur_kernel_size=[3, 9], blur_sigma=[5.0, 5.0], gaussian_noise_prob=0.0
     )
-    seen = set()
-    for seed in range(60):
-        x = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
-        x[0, 0, 10, 10] = 1.0
-        out = Degradation(cfg)(x, torch.Generator().manual_seed(seed))[0, 0]
-        rows, cols = (out.abs() > 0).nonzero(as_tuple=True)
-        seen.add((int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1))
+    seen = _blur_extents(cfg, seeds=range(60))
     assert {h for h, _ in seen} == {3, 5, 7, 9} and {w for _, w in seen} == {3, 5, 7, 9}
     assert len(seen) > 4  # the two axes are drawn independently
 
@@ -490,11 +497,5 @@ def test_blur_kernel_range_above_three():
     cfg = DegradationConfig(
         gaussian_blur_prob=1.0, blur_kernel_size=[7, 9], blur_sigma=[5.0, 5.0], gaussian_noise_prob=0.0
     )
-    sizes = set()
-    for seed in range(40):
-        x = torch.zeros(1, 1, 21, 21, dtype=torch.float64)
-        x[0, 0, 10, 10] = 1.0
-        out = Degradation(cfg)(x, torch.Generator().manual_seed(seed))[0, 0]
-        rows, cols = (out.abs() > 0).nonzero(as_tuple=True)
-        sizes |= {int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1}
+    sizes = {size for extent in _blur_extents(cfg, seeds=range(40)) for size in extent}
     assert sizes == {7, 9}
